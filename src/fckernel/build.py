@@ -1,0 +1,429 @@
+"""The build pipeline: inputs, base, source, configure, verify, compile, collect.
+
+`Job` holds every input and checks what it can when it is made, so bad input
+fails before any download or compile. `run_job()` runs the phases in order,
+records each in a `Report`, and publishes the output folder whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from fckernel.arch import Arch, default_arch, get_arch
+from fckernel.base import BaseConfig, default_base_name, load_base
+from fckernel.cache import (
+    Cache,
+    atomic_copy,
+    atomic_write,
+    check_free_space,
+    sha256_file,
+)
+from fckernel.dotconfig import (
+    ConfigFile,
+    format_config,
+    parse_assignment,
+    parse_config,
+    read_config,
+)
+from fckernel.errors import (
+    BuildError,
+    FckernelError,
+    HostError,
+    InputError,
+    Interrupted,
+    UnmetRequestsError,
+)
+from fckernel.features import Feature, select_features
+from fckernel.images import check_image
+from fckernel.kconfig import SymbolIndex, scan_symbols
+from fckernel.make import (
+    MakeContext,
+    check_environment,
+    check_host_tools,
+    make_environment,
+    toolchain_versions,
+)
+from fckernel.output import Output
+from fckernel.process import run
+from fckernel.report import Report
+from fckernel.source import Source, prepare_source
+from fckernel.verify import (
+    Conflict,
+    Request,
+    check_requests,
+    check_types,
+    merge_requests,
+)
+
+# A cold 6.1 build folder takes about 2.5 GB; an incremental one much less.
+COLD_BUILD_BYTES = 3 * 10**9
+WARM_BUILD_BYTES = 5 * 10**8
+COMPILE_MARKERS = ("CC ", "AS ", "LD ", "AR ", "HOSTCC ")
+OBJECT_COUNT_FILE = ".fckernel-objects"
+
+
+class Events(Protocol):
+    """What a job tells its caller while it runs; the CLI prints it."""
+
+    def phase_started(self, name: str, detail: str) -> None: ...
+    def phase_finished(self, name: str, seconds: float) -> None: ...
+    def compile_progress(self, done: int, expected: int | None) -> None: ...
+    def warning(self, message: str) -> None: ...
+
+
+class QuietEvents:
+    """Events for library callers that print nothing."""
+
+    def phase_started(self, name: str, detail: str) -> None:
+        pass
+
+    def phase_finished(self, name: str, seconds: float) -> None:
+        pass
+
+    def compile_progress(self, done: int, expected: int | None) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class Job:
+    """Every input of one `fckernel build` or `fckernel config`.
+
+    Making a Job checks the inputs that need no download: the arch, the
+    features, each fragment and each --set value.
+    """
+
+    output: Path
+    base: str | None = None
+    base_sha256: str | None = None
+    source: str | None = None
+    source_sha256: str | None = None
+    arch: str | None = None
+    features: list[str] = field(default_factory=list)
+    default_features: bool = True
+    fragments: list[Path] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    allow_unmet: list[str] = field(default_factory=list)
+    jobs: int | None = None
+    compile: bool = True
+    cache_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        arch = self.resolved_arch()
+        self.selected, self.feature_warnings = select_features(
+            self.features, self.default_features, arch.name
+        )
+        self.requests = self._collect_requests(self.selected)
+        self.allow_unmet = [
+            symbol.removeprefix("CONFIG_") for symbol in self.allow_unmet
+        ]
+        if self.jobs is not None and self.jobs < 1:
+            raise InputError(f"--jobs {self.jobs}: must be 1 or more")
+
+    def resolved_arch(self) -> Arch:
+        if self.arch:
+            return get_arch(self.arch)
+        if self.base and "aarch64" in Path(self.base).name:
+            return get_arch("aarch64")
+        if self.base and "x86_64" in Path(self.base).name:
+            return get_arch("x86_64")
+        return default_arch()
+
+    def _collect_requests(self, features: list[Feature]) -> list[Request]:
+        requests = [
+            Request(symbol, value, f"feature {feature.name}")
+            for feature in features
+            for symbol, value in feature.options.items()
+        ]
+        for path in self.fragments:
+            fragment = read_config(path)
+            requests += [
+                Request(symbol, value, f"fragment {path}:{fragment.lines[symbol]}")
+                for symbol, value in fragment.values.items()
+            ]
+        for number, text in enumerate(self.sets, start=1):
+            symbol, value = parse_assignment(text, f"--set #{number}")
+            requests.append(Request(symbol, value, "--set"))
+        return requests
+
+
+def run_job(job: Job, events: Events | None = None) -> Report:
+    """Run `job` and return its report; raise FckernelError when it fails.
+
+    The output folder gets the report, the log and the resolved config in every
+    case, and the boot image only when every phase succeeded.
+    """
+    return _Pipeline(job, events or QuietEvents()).run()
+
+
+class _Pipeline:
+    def __init__(self, job: Job, events: Events) -> None:
+        self.job = job
+        self.events = events
+        self.arch = job.resolved_arch()
+        self.cache = Cache(job.cache_root)
+        self.output = Output(job.output)
+        self.report = Report(
+            command="build" if job.compile else "config", arch=self.arch.name
+        )
+        self.report.features = [feature.name for feature in job.selected]
+
+    def run(self) -> Report:
+        check_environment()
+        self.output.check()
+        staging = self.output.stage()
+        try:
+            with (staging / "build.log").open("w") as log:
+                self._run_phases(staging, log)
+            self.report.status = "ok"
+            self.report.exit_code = 0
+        except FckernelError as error:
+            self._record_failure(error)
+            raise
+        except KeyboardInterrupt as error:
+            self._record_failure(Interrupted("interrupted"))
+            raise Interrupted(
+                "interrupted; the output folder was not changed"
+            ) from error
+        finally:
+            self._finish()
+        return self.report
+
+    def _run_phases(self, staging: Path, log: IO[str]) -> None:
+        for warning in self.job.feature_warnings:
+            self._warn(warning)
+        merged, conflicts = merge_requests(self.job.requests)
+        self._record_conflicts(conflicts)
+
+        with self._phase("base", self.job.base or default_base_name(self.arch)):
+            base = self._load_base()
+        with self._phase("source", self.job.source or f"series {base.series}"):
+            source = self._prepare_source(base)
+        with self._phase("index", "reading Kconfig symbols"):
+            index = self._symbol_index(source)
+        check_types(merged, index)
+        self.report.base_unknown_symbols = sorted(
+            symbol for symbol in base.config.values if symbol not in index
+        )
+        check_host_tools(self.arch)
+        context = self._make_context(source)
+        with self.cache.lock(
+            context.build_dir.name,
+            f"waiting for another fckernel using {context.build_dir}",
+        ):
+            with self._phase("configure", "make olddefconfig"):
+                final = self._configure(context, base, merged, staging, log)
+            with self._phase("verify", f"{len(merged)} requests"):
+                self._verify(base, final, merged, index)
+            if self.job.compile:
+                self._compile_and_collect(context, final, staging, log)
+
+    def _load_base(self) -> BaseConfig:
+        spec = self.job.base or default_base_name(self.arch)
+        base = load_base(spec, self.cache, self.job.base_sha256)
+        if base.arch and base.arch != self.arch.name:
+            raise InputError(
+                f"base config {spec} is for {base.arch}, but the job builds for "
+                f"{self.arch.name}",
+                f"pass --arch {base.arch}, or a base config for {self.arch.name}",
+            )
+        self.report.inputs["base"] = base.to_json()
+        return base
+
+    def _prepare_source(self, base: BaseConfig) -> Source:
+        source = prepare_source(
+            self.job.source, base.series, self.cache, self.job.source_sha256
+        )
+        if base.series and source.series != base.series:
+            self._warn(
+                f"the source is Linux {source.version} but the base config "
+                f"{base.spec} is for {base.series}; expect more unmet requests"
+            )
+        self.report.inputs["source"] = source.to_json()
+        self.report.inputs["fragments"] = [
+            {"path": str(path), "sha256": sha256_file(path)}
+            for path in self.job.fragments
+        ]
+        self.report.inputs["sets"] = list(self.job.sets)
+        self.report.kernel_version = source.version
+        return source
+
+    def _symbol_index(self, source: Source) -> SymbolIndex:
+        cached = self.cache.folder("index") / f"{source.key}-{self.arch.name}.json"
+        if cached.is_file() and source.kind != "directory":
+            data = json.loads(cached.read_text())
+            return SymbolIndex(data["types"], data["locations"], data["files"])
+        index = scan_symbols(source.path, self.arch.kernel_arch)
+        payload = {
+            "types": index.types,
+            "locations": index.locations,
+            "files": index.files,
+        }
+        atomic_write(cached, json.dumps(payload))
+        return index
+
+    def _make_context(self, source: Source) -> MakeContext:
+        build_dir = self.cache.folder("build", f"{source.key}-{self.arch.name}")
+        self.report.build["folder"] = str(build_dir)
+        return MakeContext(source.path, build_dir, self.arch)
+
+    def _configure(
+        self,
+        context: MakeContext,
+        base: BaseConfig,
+        merged: list[Request],
+        staging: Path,
+        log: IO[str],
+    ) -> dict[str, str]:
+        values = dict(base.config.values)
+        values.update((request.symbol, request.value) for request in merged)
+        (context.build_dir / ".config").write_text(format_config(values.items()))
+
+        self._make(context, log, "olddefconfig")
+        final_text = (context.build_dir / ".config").read_text()
+        (staging / "config").write_text(final_text)
+        return parse_config(final_text, str(context.build_dir / ".config")).values
+
+    def _verify(
+        self,
+        base: BaseConfig,
+        final: dict[str, str],
+        merged: list[Request],
+        index: SymbolIndex,
+    ) -> None:
+        outcomes = check_requests(
+            merged, base.config, ConfigFile(final), index, set(self.job.allow_unmet)
+        )
+        self.report.outcomes = outcomes
+        failed = self.report.failed_outcomes()
+        if failed:
+            names = ", ".join(f"CONFIG_{o.request.symbol}" for o in failed)
+            raise UnmetRequestsError(
+                f"{len(failed)} requested option(s) did not take: {names}",
+                "see the report for each reason; pass --allow-unmet CONFIG_X "
+                "to accept one",
+            )
+
+    def _compile_and_collect(
+        self, context: MakeContext, final: dict[str, str], staging: Path, log: IO[str]
+    ) -> None:
+        if final.get("DEBUG_INFO_BTF") == "y":
+            _require_pahole()
+        fresh = not (context.build_dir / self.arch.image_path).exists()
+        check_free_space(
+            context.build_dir,
+            COLD_BUILD_BYTES if fresh else WARM_BUILD_BYTES,
+            "the kernel build",
+        )
+        self.report.toolchain = toolchain_versions(self.arch)
+        jobs = self.job.jobs or os.cpu_count() or 1
+        with self._phase("compile", f"make -j{jobs} {self.arch.image_target}"):
+            count = self._make(
+                context, log, self.arch.image_target, jobs=jobs, count_objects=True
+            )
+        with self._phase("collect", str(self.output.path)):
+            self._collect(context, staging, count)
+        if fresh:
+            (context.build_dir / OBJECT_COUNT_FILE).write_text(str(count))
+
+    def _make(
+        self,
+        context: MakeContext,
+        log: IO[str],
+        *targets: str,
+        jobs: int | None = None,
+        count_objects: bool = False,
+    ) -> int:
+        expected = _read_object_count(context.build_dir) if count_objects else None
+        done = 0
+
+        def on_line(line: str) -> None:
+            nonlocal done
+            if count_objects and line.lstrip().startswith(COMPILE_MARKERS):
+                done += 1
+                self.events.compile_progress(done, expected)
+
+        command = context.command(*targets, jobs=jobs)
+        result = run(command, log=log, on_line=on_line, env=make_environment())
+        if not result.ok:
+            tail = "\n".join(result.tail[-15:])
+            raise BuildError(
+                f"`{result.quoted()}` failed with exit code {result.returncode}:\n"
+                f"{tail}",
+                f"the whole output is in {self.output.path / 'build.log'}",
+            )
+        return done
+
+    def _collect(self, context: MakeContext, staging: Path, compiled: int) -> None:
+        image = context.build_dir / self.arch.image_path
+        check_image(image, self.arch)
+        target = staging / self.arch.image_name
+        atomic_copy(image, target)
+        self.report.build["objects_compiled"] = compiled
+        self.report.artifacts = [
+            {
+                "name": self.arch.image_name,
+                "size": target.stat().st_size,
+                "sha256": sha256_file(target),
+            }
+        ]
+
+    @contextmanager
+    def _phase(self, name: str, detail: str) -> Iterator[None]:
+        self.events.phase_started(name, detail)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds = time.monotonic() - start
+            self.report.timings[name] = seconds
+        self.events.phase_finished(name, seconds)
+
+    def _warn(self, message: str) -> None:
+        self.report.warnings.append(message)
+        self.events.warning(message)
+
+    def _record_conflicts(self, conflicts: list[Conflict]) -> None:
+        for conflict in conflicts:
+            self.report.conflicts.append(conflict.message())
+            if conflict.winner.from_user and conflict.loser.from_user:
+                self._warn(conflict.message())
+
+    def _record_failure(self, error: FckernelError) -> None:
+        self.report.status = {
+            "UnmetRequestsError": "unmet",
+            "Interrupted": "interrupted",
+        }.get(type(error).__name__, "failed")
+        self.report.error = error.message
+        self.report.exit_code = int(error.exit_code)
+
+    def _finish(self) -> None:
+        if self.report.status == "interrupted" or self.output.staging is None:
+            self.output.discard()
+            return
+        self.output.publish(self.report.dumps())
+
+
+def _require_pahole() -> None:
+    if shutil.which("pahole") is None:
+        raise HostError(
+            "CONFIG_DEBUG_INFO_BTF=y needs pahole, which is not installed",
+            "install it: apt-get install pahole (or turn off CONFIG_DEBUG_INFO_BTF)",
+        )
+
+
+def _read_object_count(build_dir: Path) -> int | None:
+    try:
+        return int((build_dir / OBJECT_COUNT_FILE).read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,196 @@
+"""The `fckernel` command: parses arguments, calls the library, prints results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from fckernel import __version__
+from fckernel.build import Job, run_job
+from fckernel.errors import ExitCode, FckernelError
+from fckernel.features import load_features
+from fckernel.report import Report
+from fckernel.terminal import Terminal
+
+DEFAULT_OUTPUT = Path("fckernel-out")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    terminal = Terminal(quiet=getattr(args, "json", False))
+    try:
+        return int(args.handler(args, terminal))
+    except FckernelError as error:
+        terminal.error(str(error))
+        if args.debug:
+            traceback.print_exc()
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        terminal.error("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    finally:
+        terminal.close()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fckernel",
+        description="Build, verify and boot Linux guest kernels for Firecracker.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks of errors"
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="configure, verify and compile a kernel")
+    _add_job_options(build)
+    build.set_defaults(handler=_run_build, compile=True)
+
+    config = commands.add_parser(
+        "config", help="configure and verify only; writes OUTPUT/config"
+    )
+    _add_job_options(config)
+    config.set_defaults(handler=_run_build, compile=False)
+
+    features = commands.add_parser("features", help="list the named features")
+    features.set_defaults(handler=_run_features)
+    for sub in (build, config, features):
+        sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base",
+        metavar="NAME|PATH|URL",
+        help="base config: a Firecracker config name (default "
+        "microvm-kernel-ci-ARCH-6.1.config), a file, or an https:// URL",
+    )
+    parser.add_argument(
+        "--base-sha256", metavar="DIGEST", help="expected sha256 of a --base URL"
+    )
+    parser.add_argument(
+        "--source",
+        metavar="SPEC",
+        help="kernel source: a tarball, a folder, an https:// tarball URL or "
+        "git+URL@REF (default: a tree of the base config's series)",
+    )
+    parser.add_argument(
+        "--source-sha256", metavar="DIGEST", help="expected sha256 of a --source URL"
+    )
+    parser.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add a feature by name or .toml path (repeatable)",
+    )
+    parser.add_argument(
+        "--no-default-features",
+        dest="default_features",
+        action="store_false",
+        help="leave out the default features",
+    )
+    parser.add_argument(
+        "--fragment",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a file of CONFIG_ lines to apply (repeatable; later ones win)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="CONFIG_X=VALUE",
+        help="one option to apply (repeatable; applied after fragments)",
+    )
+    parser.add_argument(
+        "--allow-unmet",
+        action="append",
+        default=[],
+        metavar="CONFIG_X",
+        help="accept that this request does not hold (repeatable)",
+    )
+    parser.add_argument("--arch", help="guest arch: x86_64 or aarch64 (default: host)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, help="parallel make jobs (default: all cores)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"output folder (default: ./{DEFAULT_OUTPUT})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON on stdout"
+    )
+
+
+def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
+    job = Job(
+        output=args.output,
+        base=args.base,
+        base_sha256=args.base_sha256,
+        source=args.source,
+        source_sha256=args.source_sha256,
+        arch=args.arch,
+        features=args.feature,
+        default_features=args.default_features,
+        fragments=args.fragment,
+        sets=args.set,
+        allow_unmet=args.allow_unmet,
+        jobs=args.jobs,
+        compile=args.compile,
+    )
+    report: Report | None = None
+    try:
+        report = run_job(job, terminal)
+    finally:
+        _print_report(args, terminal, job)
+    return int(report.exit_code or 0)
+
+
+def _print_report(args: argparse.Namespace, terminal: Terminal, job: Job) -> None:
+    path = job.output / "report.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    terminal.requests_table(data["requests"])
+    for symbol in data["base_unknown_symbols"][:10]:
+        terminal.warning(f"base config symbol CONFIG_{symbol} is not in this tree")
+    hidden = len(data["base_unknown_symbols"]) - 10
+    if hidden > 0:
+        terminal.warning(f"... and {hidden} more unknown base symbols (report.json)")
+    summary = ", ".join(
+        f"{count} {status}" for status, count in data["summary"].items() if count
+    )
+    terminal.info(f"requests: {summary or 'none'}; report: {path}")
+
+
+def _run_features(args: argparse.Namespace, terminal: Terminal) -> int:
+    for feature in load_features().values():
+        mark = "default" if feature.default else "       "
+        arches = ",".join(feature.arches)
+        print(f"{feature.name:14} {mark}  {arches:16} {feature.description}")
+        print(f"{'':14}          options: {' '.join(feature.options)}")
+    return 0

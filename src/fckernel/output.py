@@ -1,0 +1,100 @@
+"""The output folder: staged while a job runs, published when it ends.
+
+A job writes into a temporary folder inside OUTPUT. Publishing renames each
+file into place, removes the files of an earlier job that this one did not
+produce (a `vmlinux` next to a newer, failed report would look finished), and
+writes report.json last. An interrupted job before publishing leaves OUTPUT as
+the previous job left it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fckernel.cache import TEMP_PREFIX, cleanup_temps, remove
+from fckernel.errors import InputError
+from fckernel.report import REPORT_NAME, is_fckernel_report
+
+ARTIFACT_NAMES = (
+    "config",
+    "build.log",
+    "vmlinux",
+    "Image",
+    "OPTIONS.md",
+    "test.log",
+    REPORT_NAME,
+)
+
+
+class Output:
+    """An output folder that only ever holds one job's complete results."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.absolute()
+        self.staging: Path | None = None
+
+    def check(self) -> None:
+        """Reject a folder that holds files fckernel did not write."""
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(
+                f"output {self.path} exists and is not a folder",
+                "pass -o with a new or empty folder",
+            )
+        if not self.path.is_dir():
+            return
+        foreign = [name for name in self._entries() if name not in ARTIFACT_NAMES]
+        if foreign:
+            raise InputError(
+                f"output folder {self.path} contains files fckernel did not write "
+                f"({', '.join(sorted(foreign)[:3])})",
+                "pass -o with a new or empty folder, or one fckernel wrote before",
+            )
+        report = self.path / REPORT_NAME
+        if not report.is_file() and any(self._entries()):
+            raise InputError(
+                f"output folder {self.path} has files but no report.json, so "
+                "fckernel did not write them",
+                "pass -o with a new or empty folder",
+            )
+        if report.is_file() and not is_fckernel_report(report):
+            raise InputError(
+                f"{report} was not written by fckernel",
+                "pass -o with a new or empty folder",
+            )
+
+    def stage(self) -> Path:
+        """Create and return the temporary folder this job writes into."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        cleanup_temps(self.path)
+        staging = self.path / f"{TEMP_PREFIX}{os.getpid()}"
+        remove(staging)
+        staging.mkdir()
+        self.staging = staging
+        return staging
+
+    def publish(self, report_text: str) -> None:
+        """Move the staged files into place, drop stale ones, write the report."""
+        assert self.staging is not None
+        staged = {entry.name for entry in self.staging.iterdir()}
+        for name in ARTIFACT_NAMES:
+            if name not in staged and name != REPORT_NAME:
+                (self.path / name).unlink(missing_ok=True)
+        for name in staged:
+            os.replace(self.staging / name, self.path / name)
+        report = self.path / f"{TEMP_PREFIX}{REPORT_NAME}"
+        report.write_text(report_text)
+        os.replace(report, self.path / REPORT_NAME)
+        self.discard()
+
+    def _entries(self) -> list[str]:
+        return [
+            entry.name
+            for entry in self.path.iterdir()
+            if not entry.name.startswith(TEMP_PREFIX)
+        ]
+
+    def discard(self) -> None:
+        if self.staging is not None:
+            remove(self.staging)
+            self.staging = None

@@ -1,0 +1,92 @@
+"""What the command line prints on stderr: a line per phase, warnings, errors,
+and on a terminal a live progress line while make compiles.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status as Spinner
+
+PROGRESS_INTERVAL_SECONDS = 0.2
+STATUS_STYLES = {
+    "applied": "green",
+    "unchanged": "dim",
+    "promoted": "cyan",
+    "unmet": "red",
+    "unknown": "red",
+}
+
+
+class Terminal:
+    """Prints job events; implements fckernel.build.Events."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.console = Console(stderr=True, highlight=False)
+        self.live = self.console.is_terminal
+        self.quiet = quiet
+        self.spinner: Spinner | None = None
+        self.last_update = 0.0
+
+    def phase_started(self, name: str, detail: str) -> None:
+        if self.live and not self.quiet:
+            self.spinner = self.console.status(f"{name}: {detail}")
+            self.spinner.start()
+        elif not self.quiet:
+            self.console.print(f"I: {name}: {detail}")
+
+    def phase_finished(self, name: str, seconds: float) -> None:
+        self._stop_spinner()
+        if not self.quiet:
+            self.console.print(f"I: {name} done in {seconds:.1f} s")
+
+    def compile_progress(self, done: int, expected: int | None) -> None:
+        now = time.monotonic()
+        if self.spinner is None or now - self.last_update < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.last_update = now
+        estimate = f" of about {expected}" if expected else ""
+        self.spinner.update(f"compile: {done}{estimate} files compiled")
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"[yellow]W:[/] {message}", markup=True, highlight=False)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"I: {message}")
+
+    def error(self, message: str) -> None:
+        self._stop_spinner()
+        self.console.print(f"[red]E:[/] {_escape(message)}", markup=True)
+
+    def requests_table(self, requests: list[dict[str, Any]]) -> None:
+        if self.quiet:
+            return
+        for request in requests:
+            status = request["status"]
+            style = STATUS_STYLES.get(status, "")
+            line = (
+                f"  [{style}]{status:9}[/] CONFIG_{request['symbol']}="
+                f"{request['requested']}"
+            )
+            if status in ("unmet", "unknown", "promoted") and request["reason"]:
+                line += f"  ({_escape(request['reason'])})"
+            if request["allowed_unmet"]:
+                line += "  \\[allowed]"
+            self.console.print(line, markup=True, highlight=False)
+
+    def close(self) -> None:
+        self._stop_spinner()
+        sys.stderr.flush()
+
+    def _stop_spinner(self) -> None:
+        if self.spinner is not None:
+            self.spinner.stop()
+            self.spinner = None
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
