@@ -63,7 +63,7 @@ def parse_config(text: str, origin: str = "<config>") -> ConfigFile:
     Raises InputError naming `origin:line` for the first malformed line.
     """
     config = ConfigFile()
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         parsed = parse_line(raw, f"{origin}:{number}")
         if parsed is None:
             continue
