@@ -1,0 +1,5 @@
+import sys
+
+from fckernel.cli import main
+
+sys.exit(main())
