@@ -4,8 +4,10 @@ one real build of the default job per test run.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +120,27 @@ def default_build(
         patch.setenv("FCKERNEL_FIRECRACKER_MIRROR", str(firecracker_configs()))
         run_job(Job(output=output, source=str(LINUX_61), arch="x86_64"))
     yield output
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Serve a folder on a loopback HTTP server; yields (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    def handler(*args: object, **kwargs: object) -> _QuietHandler:
+        return _QuietHandler(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -151,8 +151,6 @@ def test_forbidden_environment_variable(
         run_job(fake_job())
 
 
-
-
 def test_cli_exit_codes(
     fake_tree: Path, fake_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,7 +20,7 @@ from fckernel.errors import InputError
 
 def test_values_of_each_type() -> None:
     config = parse_config(
-        "CONFIG_A=y\nCONFIG_B=m\nCONFIG_C=n\nCONFIG_D=\"text\"\n"
+        'CONFIG_A=y\nCONFIG_B=m\nCONFIG_C=n\nCONFIG_D="text"\n'
         "CONFIG_E=-42\nCONFIG_F=0x1F\n"
     )
     assert config.values == {

@@ -71,9 +71,12 @@ def fetch(
         temp.unlink(missing_ok=True)
 
 
-def fetch_text(url: str, label: str = "download") -> str:
-    """Download a small text file over https, without caching it."""
-    _check_scheme(url, None)
+def fetch_text(url: str, label: str = "download", allow_http: bool = False) -> str:
+    """Download a small text file over https, or over http when `allow_http`
+    (a mirror the user configured), without caching it.
+    """
+    if not (allow_http and urlsplit(url).scheme == "http"):
+        _check_scheme(url, None)
     try:
         with _session().get(url, timeout=_timeouts()) as response:
             response.raise_for_status()

@@ -159,14 +159,21 @@ def _unpack(tarball: Path, target: Path, cache: Cache, spec: str) -> None:
     try:
         try:
             with tarfile.open(tarball) as archive:
-                archive.extractall(temp, filter="data")
+                archive.extractall(temp, filter=_strict_filter)
         except (tarfile.TarError, EOFError, OSError, ValueError) as error:
             raise InputError(
                 f"cannot unpack {spec}: {error}",
-                "the archive is corrupt or not a tarball; download it again",
+                "the archive is corrupt, unsafe or not a tarball; download it again",
             ) from error
         tree = _single_tree(temp)
-        version = check_kernel_tree(tree)
+        try:
+            version = check_kernel_tree(tree)
+        except InputError as error:
+            raise InputError(
+                f"{spec} does not contain a Linux kernel tree: "
+                + error.message.split("(", 1)[-1].rstrip(")"),
+                "pass a kernel source tarball such as linux-6.1.tar.xz",
+            ) from error
         meta = {"version": version, "spec": spec, "tree": tree.name}
         (temp / SOURCE_META).write_text(json.dumps(meta))
         remove(target)
@@ -174,6 +181,15 @@ def _unpack(tarball: Path, target: Path, cache: Cache, spec: str) -> None:
     except BaseException:
         remove(temp)
         raise
+
+
+def _strict_filter(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+    """Apply tarfile's data filter, and reject absolute names that it would only
+    strip: a kernel tarball never has them, so one means a crafted archive.
+    """
+    if member.name.startswith("/"):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, destination)
 
 
 def _single_tree(folder: Path) -> Path:
@@ -200,7 +216,12 @@ def _kernel_org_checksum(url: str) -> str:
             "pass --source-sha256 DIGEST (only kernel.org tarballs are "
             "verified without it)",
         )
-    sums = fetch_text(f"{folder}/sha256sums.asc", label="kernel.org checksum list")
+    mirror = os.environ.get(KERNEL_ORG_VARIABLE)
+    sums = fetch_text(
+        f"{folder}/sha256sums.asc",
+        label="kernel.org checksum list",
+        allow_http=bool(mirror) and folder.startswith(str(mirror)),
+    )
     for line in sums.splitlines():
         fields = line.split()
         if len(fields) == 2 and fields[1] == name:

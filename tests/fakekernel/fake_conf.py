@@ -7,13 +7,22 @@ import re
 import sys
 
 KNOWN = {
-    "X86_64", "MODULES", "PARENT", "CHILD", "PLAIN", "NAME", "COUNT", "ADDRESS",
-    "FAIL_BUILD", "SLOW_BUILD",
+    "X86_64",
+    "MODULES",
+    "PARENT",
+    "CHILD",
+    "PLAIN",
+    "NAME",
+    "COUNT",
+    "ADDRESS",
+    "FAIL_BUILD",
+    "SLOW_BUILD",
 }
 path = sys.argv[1]
 values = {}
-for line in open(path):
-    line = line.strip()
+with open(path) as handle:
+    lines = [line.strip() for line in handle]
+for line in lines:
     if match := re.fullmatch(r"CONFIG_(\w+)=(.*)", line):
         values[match[1]] = match[2]
     elif match := re.fullmatch(r"# CONFIG_(\w+) is not set", line):

@@ -1,0 +1,313 @@
+"""Virtual machines for boot tests: Firecracker when it can run, else QEMU microvm.
+
+Runners, in order of preference:
+
+- "firecracker": a `firecracker` binary on PATH and a working KVM. It boots
+  from a `--config-file` without its API socket and prints the guest's serial
+  console on stdout.
+- "qemu-kvm": QEMU's `microvm` machine, which is close to Firecracker's (no
+  PCI, a serial console, a PVH boot of the ELF vmlinux), accelerated by KVM.
+- "qemu-tcg": the same machine under QEMU's emulator, when KVM does not work.
+
+/dev/kvm existing is no proof that KVM works: under nested virtualization QEMU
+can abort on an MSR it cannot set, or stop with "KVM internal error" early in
+the guest's boot. So the first boot test of a process boots the kernel once
+under KVM without an initramfs and takes KVM as working only when the kernel
+reaches its final "unable to mount root" panic. The decision holds for the rest
+of the process.
+
+Every VM gets a hard time limit from coreutils' `timeout`, which stops QEMU or
+Firecracker and their threads as a process group; the whole console goes to
+the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from fckernel.errors import HostError
+from fckernel.guest import PANIC_TEXT
+from fckernel.process import run
+
+FIRECRACKER = "firecracker"
+QEMU = "qemu-system-x86_64"
+KVM_DEVICE = Path("/dev/kvm")
+
+RUNNER_FIRECRACKER = "firecracker"
+RUNNER_QEMU_KVM = "qemu-kvm"
+RUNNER_QEMU_TCG = "qemu-tcg"
+
+DEFAULT_MEMORY_MIB = 512
+DEFAULT_VCPUS = 1
+
+# panic=-1 resets at once on a panic, and both VMMs exit on a reset: QEMU
+# because of -no-reboot, Firecracker always. So a crashed guest ends the VM.
+BASE_BOOT_ARGS = "console=ttyS0 panic=-1"
+# Firecracker stops on a keyboard-controller reset and has no PCI bus.
+FIRECRACKER_BOOT_ARGS = "reboot=k pci=off"
+# A missing rdinit makes the kernel skip any built-in initramfs and panic at
+# mounting the (absent) root file system, the last step of its boot.
+KVM_CHECK_BOOT_ARGS = "rdinit=/fckernel-kvm-check"
+
+# A kernel reaches its root mount in seconds under KVM; this bounds a check
+# that hangs without printing a KVM error. An estimate, with a wide margin.
+KVM_CHECK_TIMEOUT_SECONDS = 60.0
+# Lines by which QEMU reports that KVM cannot run this guest.
+KVM_FAILURE_TEXTS = (
+    "KVM internal error",
+    "failed to initialize kvm",
+    "Could not access KVM kernel module",
+    "failed to set MSR",
+)
+
+# coreutils `timeout` exits with 124 when the time limit stopped the command.
+TIMEOUT_EXIT_CODE = 124
+# After SIGTERM, a VM gets this long to exit before SIGKILL.
+KILL_GRACE_SECONDS = 5
+
+ConsoleCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    """What to boot and how large a machine to boot it on."""
+
+    kernel: Path
+    initrd: Path | None
+    boot_args: str = ""  # appended to the runner's own boot arguments
+    memory_mib: int = DEFAULT_MEMORY_MIB
+    vcpus: int = DEFAULT_VCPUS
+
+
+@dataclass(frozen=True)
+class VmRun:
+    """A finished VM: which runner, how it ended and how long it ran."""
+
+    runner: str
+    command: tuple[str, ...]
+    returncode: int | None  # None when fckernel stopped it early
+    timed_out: bool
+    stop_reason: str | None  # why fckernel stopped it early
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KvmDecision:
+    """Whether KVM works for guests on this host, and if not, why."""
+
+    usable: bool
+    reason: str
+
+
+class StopVm(Exception):
+    """Raised by a console callback to stop the VM at once."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_kvm_decision: KvmDecision | None = None
+
+
+def choose_runner(kernel: Path, log: IO[str]) -> tuple[str, list[str]]:
+    """Return the runner for boot tests and any warning about falling back.
+
+    The first call may boot `kernel` once to check KVM (see the module's
+    docstring). Raises HostError when neither Firecracker nor QEMU is usable.
+    """
+    has_firecracker = shutil.which(FIRECRACKER) is not None
+    if shutil.which(QEMU) is None:
+        if has_firecracker and _kvm_device_usable():
+            return RUNNER_FIRECRACKER, []
+        raise HostError(
+            f"{QEMU} not found, and Firecracker cannot run here",
+            "install the Debian package qemu-system-x86: "
+            "apt-get install qemu-system-x86",
+        )
+
+    first_decision = _kvm_decision is None
+    decision = kvm_decision(kernel, log)
+    if decision.usable:
+        return (RUNNER_FIRECRACKER if has_firecracker else RUNNER_QEMU_KVM), []
+    warnings = []
+    if first_decision:
+        warnings.append(
+            f"KVM does not work here ({decision.reason}); booting under QEMU's "
+            "emulator (TCG) instead, which is slower"
+        )
+    return RUNNER_QEMU_TCG, warnings
+
+
+def kvm_decision(kernel: Path, log: IO[str]) -> KvmDecision:
+    """Check once per process whether KVM can boot guests, by trying it."""
+    global _kvm_decision
+    if _kvm_decision is None:
+        if _kvm_device_usable():
+            _kvm_decision = _try_kvm(kernel, log)
+        else:
+            _kvm_decision = KvmDecision(
+                False, f"{KVM_DEVICE} is missing or not readable and writable"
+            )
+    return _kvm_decision
+
+
+def boot(
+    config: VmConfig,
+    runner: str,
+    log: IO[str],
+    on_line: ConsoleCallback,
+    timeout: float,
+    work_dir: Path,
+) -> VmRun:
+    """Boot `config` with `runner` and wait until the VM exits or times out.
+
+    `on_line` receives each console line with the seconds since the VM
+    started; it may raise StopVm to stop the VM. `work_dir` holds the
+    Firecracker config file.
+    """
+    command = vm_command(config, runner, work_dir)
+    return run_bounded(runner, command, log, on_line, timeout)
+
+
+def vm_command(config: VmConfig, runner: str, work_dir: Path) -> list[str]:
+    """Return the command that boots `config` with `runner`, console on stdout."""
+    if runner == RUNNER_FIRECRACKER:
+        config_file = work_dir / "firecracker.json"
+        config_file.write_text(json.dumps(firecracker_config(config), indent=2))
+        return [FIRECRACKER, "--no-api", "--config-file", str(config_file)]
+    accel = "kvm" if runner == RUNNER_QEMU_KVM else "tcg"
+    return qemu_command(config, accel)
+
+
+def firecracker_config(config: VmConfig) -> dict[str, Any]:
+    """Return the `--config-file` document that boots `config` in Firecracker."""
+    boot_source = {
+        "kernel_image_path": str(config.kernel),
+        "boot_args": _boot_args(FIRECRACKER_BOOT_ARGS, config.boot_args),
+    }
+    if config.initrd is not None:
+        boot_source["initrd_path"] = str(config.initrd)
+    return {
+        "boot-source": boot_source,
+        "machine-config": {
+            "vcpu_count": config.vcpus,
+            "mem_size_mib": config.memory_mib,
+        },
+        # Firecracker releases whose config parser gives "drives" no default
+        # reject a file without it, so the guest gets an empty list.
+        "drives": [],
+    }
+
+
+def qemu_command(config: VmConfig, accel: str, interactive: bool = False) -> list[str]:
+    """Return the QEMU microvm command for `config` under `accel` (kvm or tcg).
+
+    The console is the serial port on stdio. For `interactive`, QEMU's
+    monitor shares it, so that Ctrl-A X quits.
+    """
+    command = [
+        QEMU,
+        *("-M", "microvm", "-accel", accel, "-cpu", _qemu_cpu(accel)),
+        *("-m", str(config.memory_mib), "-smp", str(config.vcpus)),
+        *("-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"),
+        *("-serial", "mon:stdio" if interactive else "stdio"),
+        *("-kernel", str(config.kernel)),
+        *("-append", _boot_args(config.boot_args)),
+    ]
+    if not interactive:
+        command += ["-monitor", "none"]
+    if config.initrd is not None:
+        command += ["-initrd", str(config.initrd)]
+    return command
+
+
+def run_bounded(
+    runner: str,
+    command: list[str],
+    log: IO[str],
+    on_line: ConsoleCallback,
+    timeout: float,
+) -> VmRun:
+    """Run a VM command under a hard time limit, passing each console line on."""
+    started = time.monotonic()
+
+    def forward(line: str) -> None:
+        on_line(time.monotonic() - started, line.rstrip("\r\n"))
+
+    bounded = ["timeout", f"--kill-after={KILL_GRACE_SECONDS}", f"{timeout:g}"]
+    try:
+        result = run([*bounded, *command], log=log, on_line=forward)
+    except StopVm as stop:
+        log.write(f"fckernel: stopped the VM: {stop.reason}\n")
+        seconds = time.monotonic() - started
+        return VmRun(runner, tuple(command), None, False, stop.reason, seconds)
+    seconds = time.monotonic() - started
+    timed_out = result.returncode == TIMEOUT_EXIT_CODE
+    if timed_out:
+        log.write(f"fckernel: the VM did not exit within {timeout:g} s\n")
+    return VmRun(runner, tuple(command), result.returncode, timed_out, None, seconds)
+
+
+def run_interactive(config: VmConfig, runner: str, work_dir: Path) -> int:
+    """Boot `config` with the terminal attached to its console; return the exit
+    status of the VM.
+    """
+    if runner == RUNNER_FIRECRACKER:
+        command = vm_command(config, runner, work_dir)
+    else:
+        accel = "kvm" if runner == RUNNER_QEMU_KVM else "tcg"
+        command = qemu_command(config, accel, interactive=True)
+    # process.run() closes stdin and captures the output, but a person needs
+    # this terminal as the guest's console, so the VM inherits all three.
+    return subprocess.call(command)
+
+
+def _try_kvm(kernel: Path, log: IO[str]) -> KvmDecision:
+    """Boot `kernel` under KVM until its root-mount panic, watching for errors."""
+    saw_panic = False
+
+    def watch(_seconds: float, line: str) -> None:
+        nonlocal saw_panic
+        saw_panic = saw_panic or PANIC_TEXT in line
+        for text in KVM_FAILURE_TEXTS:
+            if text in line:
+                raise StopVm(f"QEMU reported {line.strip()!r}")
+
+    log.write("fckernel: checking that KVM works by booting without an initramfs\n")
+    config = VmConfig(kernel, None, KVM_CHECK_BOOT_ARGS)
+    command = qemu_command(config, "kvm")
+    vm = run_bounded(RUNNER_QEMU_KVM, command, log, watch, KVM_CHECK_TIMEOUT_SECONDS)
+    if vm.stop_reason is not None:
+        return KvmDecision(False, vm.stop_reason)
+    if vm.timed_out:
+        return KvmDecision(
+            False, f"a KVM boot did not finish within {KVM_CHECK_TIMEOUT_SECONDS:g} s"
+        )
+    if vm.returncode != 0 or not saw_panic:
+        return KvmDecision(
+            False, f"QEMU exited with status {vm.returncode} before the kernel booted"
+        )
+    return KvmDecision(True, "")
+
+
+def _kvm_device_usable() -> bool:
+    return KVM_DEVICE.exists() and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
+
+
+def _qemu_cpu(accel: str) -> str:
+    # TCG's "max" model offers AES-NI, PCLMULQDQ and SSE4.2 in QEMU 7.2, which
+    # the x86 crypto drivers need before they register.
+    return "host" if accel == "kvm" else "max"
+
+
+def _boot_args(*parts: str) -> str:
+    return " ".join(part for part in (BASE_BOOT_ARGS, *parts) if part)

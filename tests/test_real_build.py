@@ -1,0 +1,58 @@
+"""The default job compiled for real from Debian's 6.1 tree (slow: about 10
+minutes on 2 cores), then an incremental rebuild with one option changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fckernel.build import Job, run_job
+from fckernel.dotconfig import read_config
+from fckernel.images import image_format
+
+from .conftest import LINUX_61
+from .test_features import DEFAULT_ADDITIONS
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_build_is_elf_with_additions(default_build: Path) -> None:
+    vmlinux = default_build / "vmlinux"
+    assert image_format(vmlinux) == "elf-x86_64"
+    final = read_config(default_build / "config")
+    for symbol in DEFAULT_ADDITIONS:
+        assert final.get(symbol) == "y", symbol
+
+    report = json.loads((default_build / "report.json").read_text())
+    assert report["status"] == "ok"
+    statuses = {r["symbol"]: r["status"] for r in report["requests"]}
+    for symbol in DEFAULT_ADDITIONS:
+        assert statuses[symbol] in ("applied", "unchanged"), symbol
+    artifact = report["artifacts"][0]
+    assert artifact["name"] == "vmlinux"
+    assert artifact["size"] == vmlinux.stat().st_size
+    assert report["toolchain"]["cc"].startswith("gcc")
+
+
+def test_one_option_rebuilds_incrementally(
+    default_build: Path,
+    real_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FCKERNEL_CACHE", str(real_cache))
+    cold = json.loads((default_build / "report.json").read_text())
+    job = Job(
+        output=tmp_path / "out",
+        source=str(LINUX_61),
+        arch="x86_64",
+        sets=["CONFIG_NET_SCH_SFQ=y"],
+    )
+    report = run_job(job)
+    assert report.build["folder"] == cold["build"]["folder"]
+    assert read_config(job.output / "config").get("NET_SCH_SFQ") == "y"
+    compiled = report.build["objects_compiled"]
+    assert 0 < compiled < cold["build"]["objects_compiled"] / 10
