@@ -90,6 +90,19 @@ def test_conflicting_user_inputs_reported(fake_job: MakeJob, tmp_path: Path) -> 
     assert statuses(job.output) == {"PLAIN": "applied"}
 
 
+def test_repeat_within_fragment_reported(fake_job: MakeJob, tmp_path: Path) -> None:
+    fragment = tmp_path / "a.config"
+    fragment.write_text("CONFIG_PLAIN=y\nCONFIG_COUNT=1\nCONFIG_PLAIN=n\n")
+    job = fake_job(fragments=[fragment])
+    run_job(job)
+    expected = (
+        f"CONFIG_PLAIN: fragment {fragment}:3 sets n, overriding y from "
+        f"fragment {fragment}:1"
+    )
+    assert report_of(job.output)["warnings"] == [expected]
+    assert statuses(job.output)["PLAIN"] == "applied"
+
+
 def test_wrong_type_rejected_before_make(fake_job: MakeJob) -> None:
     job = fake_job(sets=["CONFIG_COUNT=0x10"])
     with pytest.raises(InputError, match="not a valid int value"):

@@ -1,6 +1,6 @@
 """The build pipeline: inputs, base, source, configure, verify, compile, collect.
 
-`Job` holds every input and checks what it can when it is made, so bad input
+`Job` contains every input and checks what it can when it is made, so bad input
 fails before any download or compile. `run_job()` runs the phases in order,
 records each in a `Report`, and publishes the output folder whatever happens.
 """
@@ -71,7 +71,7 @@ OBJECT_COUNT_FILE = ".fckernel-objects"
 
 
 class Events(Protocol):
-    """What a job tells its caller while it runs; the CLI prints it."""
+    """Callbacks a job makes while it runs; the CLI prints them."""
 
     def phase_started(self, name: str, detail: str) -> None: ...
     def phase_finished(self, name: str, seconds: float) -> None: ...
@@ -147,6 +147,10 @@ class Job:
         ]
         for path in self.fragments:
             fragment = read_config(path)
+            requests += [
+                Request(symbol, value, f"fragment {path}:{line}")
+                for symbol, value, line, _, _ in fragment.repeats
+            ]
             requests += [
                 Request(symbol, value, f"fragment {path}:{fragment.lines[symbol]}")
                 for symbol, value in fragment.values.items()

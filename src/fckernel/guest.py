@@ -121,11 +121,13 @@ def render_probe_init(
     probes: Sequence[GuestProbe],
     env_file: str,
     probe_timeout: int = DEFAULT_PROBE_TIMEOUT_SECONDS,
+    probe_dir: str = PROBE_DIR,
 ) -> str:
     """Render the init that runs `probes` and prints one result line for each.
 
     `env_file` is the shell file in the initramfs that sets PATH and the
-    library paths for the programs in it.
+    library paths for the programs in it. The scripts of probe_files() are in
+    `probe_dir`, where the init also keeps each probe's output.
     """
     calls = "".join(f"run_probe {p.index} {_json_names(p)}\n" for p in probes)
     return (
@@ -136,7 +138,7 @@ def render_probe_init(
         "# Kernel messages on the console would split result lines.\n"
         "dmesg -n 1\n"
         f"echo {START_MARKER}\n"
-        f"{_run_probe_function(probe_timeout)}\n"
+        f"{_run_probe_function(env_file, probe_timeout, probe_dir)}\n"
         f"{calls}"
         f"echo {DONE_MARKER}\n"
         f"{_STOP_VM}"
@@ -158,16 +160,18 @@ def render_shell_init(env_file: str) -> str:
     )
 
 
-def _run_probe_function(probe_timeout: int) -> str:
-    # $1 is the probe's index, $2 its JSON-encoded names; both come from the host.
+def _run_probe_function(env_file: str, probe_timeout: int, probe_dir: str) -> str:
+    # $1 is the probe's index, $2 its JSON-encoded names; both come from the
+    # host. The probe is sourced after the environment file because the
+    # aliases there must be defined before the shell parses the probe.
     return f"""\
 run_probe() {{
-	timeout -s KILL {probe_timeout} sh "{PROBE_DIR}/$1.sh" \\
-		</dev/null >/tmp/probe.out 2>&1
+	timeout -s KILL {probe_timeout} sh -c '. {env_file} && . "$0"' "{probe_dir}/$1.sh" \\
+		</dev/null >"{probe_dir}/output" 2>&1
 	code=$?
 	status={FAIL}
 	[ "$code" -eq 0 ] && status={PASS}
-	output=$(head -c {MAX_OUTPUT_BYTES} /tmp/probe.out | base64 -w 0)
+	output=$(head -c {MAX_OUTPUT_BYTES} "{probe_dir}/output" | base64 -w 0)
 	echo "{PROBE_MARKER}{{\\"index\\":$1,$2,\\"status\\":\\"$status\\",\\
 \\"exit\\":$code,\\"output\\":\\"$output\\"}}"
 }}

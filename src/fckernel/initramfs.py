@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import io
 import os
+import shlex
 import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -192,9 +193,9 @@ def collect_manifest(
 
     busybox = _find_busybox()
     manifest.add_host_file(str(BUSYBOX), busybox)
-    _add_applet_links(manifest, busybox, skip=set(programs))
-    executables = [busybox]
-    executables += [_add_program(manifest, _find_program(p)) for p in programs]
+    applets = _add_applet_links(manifest, busybox, skip=set(programs))
+    found = {name: _find_program(name) for name in programs}
+    executables = [busybox, *(_add_program(manifest, path) for path in found.values())]
 
     library_dirs = _add_libraries(manifest, executables)
     xtables = any(XTABLES_LIBRARY in Path(path).name for path in manifest.entries)
@@ -204,7 +205,7 @@ def collect_manifest(
         if Path(data_file).is_file():
             manifest.add_host_file(data_file, Path(data_file))
 
-    env = _environment(sorted(library_dirs), xtables)
+    env = _environment(sorted(library_dirs), xtables, _applet_aliases(found, applets))
     manifest.add_data(ENV_FILE, env.encode())
     manifest.add_data("/init", init_script.encode(), mode=0o755)
     for path, data in files.items():
@@ -273,9 +274,9 @@ def _add_program(manifest: Manifest, host_path: Path) -> Path:
     return real
 
 
-def _add_applet_links(manifest: Manifest, busybox: Path, skip: set[str]) -> None:
+def _add_applet_links(manifest: Manifest, busybox: Path, skip: set[str]) -> set[str]:
     """Link each busybox applet to /bin/busybox, unless a host program of the
-    same name was added: the guest should run the real `ip`, not busybox's.
+    same name was added; return the names of all applets.
     """
     listing = capture([str(busybox), "--list-full"])
     if listing is None:
@@ -283,10 +284,29 @@ def _add_applet_links(manifest: Manifest, busybox: Path, skip: set[str]) -> None
             f"{busybox} --list-full failed",
             "reinstall the Debian package busybox-static",
         )
+    names = set()
     for applet in listing.split():
         path = "/" + applet.lstrip("/")
+        names.add(Path(path).name)
         if Path(path).name not in skip and path not in manifest:
             manifest.add_symlink(path, str(busybox))
+    return names
+
+
+def _applet_aliases(found: Mapping[str, Path], applets: set[str]) -> list[str]:
+    """Return aliases that make busybox sh run the host's program, not the
+    busybox applet of the same name.
+
+    Debian builds busybox-static with FEATURE_SH_STANDALONE and
+    FEATURE_PREFER_APPLETS, so its sh runs an applet before it searches PATH,
+    and busybox's `tc` lacks `qdisc replace`. Only a path, an alias or a
+    function overrides that, and unlike a function an alias may contain "-".
+    """
+    return [
+        f"alias {shlex.quote(f'{name}={path}')}"
+        for name, path in found.items()
+        if name in applets
+    ]
 
 
 def _add_libraries(manifest: Manifest, binaries: Iterable[Path]) -> set[str]:
@@ -367,14 +387,16 @@ def parse_loader_listing(listing: str, binary: Path) -> list[str]:
     return paths
 
 
-def _environment(library_dirs: list[str], xtables: bool) -> str:
+def _environment(library_dirs: list[str], xtables: bool, aliases: list[str]) -> str:
     lines = [
         f"export PATH={':'.join(PROGRAM_DIRS)}",
         f"export LD_LIBRARY_PATH={':'.join(library_dirs)}",
+        # Interactive shells read $ENV, so a person's shell gets the aliases too.
+        f"export ENV={ENV_FILE}",
     ]
     if xtables:
         lines.append(f"export XTABLES_LIBDIR={XTABLES_DIR}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + aliases) + "\n"
 
 
 def _content_digest(entry: _Entry) -> str:

@@ -173,13 +173,13 @@ def _status(
     index: SymbolIndex,
     modules_on: bool,
 ) -> tuple[Status, str]:
-    symbol, wanted = request.symbol, request.value
-    got = final.get(symbol)
-    if same_value(wanted, got):
-        if same_value(wanted, base.get(symbol)):
+    symbol, requested = request.symbol, request.value
+    resolved = final.get(symbol)
+    if same_value(requested, resolved):
+        if same_value(requested, base.get(symbol)):
             return Status.UNCHANGED, "the base config already had this value"
         return Status.APPLIED, ""
-    if wanted == "m" and got == "y" and not modules_on:
+    if requested == "m" and resolved == "y" and not modules_on:
         return (
             Status.PROMOTED,
             "CONFIG_MODULES is not set, so Kconfig builds it in (=y); "
@@ -187,26 +187,26 @@ def _status(
         )
     if symbol not in index:
         return Status.UNKNOWN, f"CONFIG_{symbol} does not exist in this kernel"
-    if got is None:
+    if resolved is None:
         return (
             Status.UNMET,
             f"Kconfig dropped CONFIG_{symbol}: its dependencies are not met",
         )
     return (
         Status.UNMET,
-        f"Kconfig resolved CONFIG_{symbol} to {got}: a dependency or a select "
+        f"Kconfig resolved CONFIG_{symbol} to {resolved}: a dependency or a select "
         "limits it",
     )
 
 
-def same_value(wanted: str, got: str | None) -> bool:
+def same_value(requested: str, actual: str | None) -> bool:
     """Compare two `.config` values the way Kconfig means them."""
-    if got is None:
-        return wanted == "n"
-    if wanted == got:
+    if actual is None:
+        return requested == "n"
+    if requested == actual:
         return True
     try:
-        return _as_number(wanted) == _as_number(got)
+        return _as_number(requested) == _as_number(actual)
     except ValueError:
         return False
 

@@ -1,0 +1,252 @@
+"""Boot tests: boot a kernel in a microVM and run the features' probes in it.
+
+    result = run_boot_test(kernel, arch, features, log_path, cache)
+    if not result.passed:
+        raise result.failure_error()
+
+The guest runs each probe once from its initramfs (see guest.py and
+initramfs.py) and the host reads the results from the serial console, which
+goes whole to `log_path`. Only x86_64 kernels can be tested: the initramfs is
+made of the x86_64 host's programs and the VMs are x86_64 machines.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fckernel.arch import Arch
+from fckernel.cache import Cache
+from fckernel.elf import EM_X86_64, read_elf_header
+from fckernel.errors import BootTestError, InputError
+from fckernel.features import Feature
+from fckernel.guest import (
+    ConsoleParser,
+    GuestProbe,
+    ProbeResult,
+    guest_probes,
+    probe_files,
+    render_probe_init,
+    render_shell_init,
+)
+from fckernel.initramfs import ENV_FILE, Initramfs, build_initramfs
+from fckernel.vm import VmConfig, VmRun, boot, choose_runner, run_interactive
+
+# Covers booting under TCG, the slowest runner, plus every probe. An estimate:
+# a TCG boot to the last default probe takes well under a minute on a laptop.
+DEFAULT_TIMEOUT_SECONDS = 300.0
+TESTABLE_ARCH = "x86_64"
+# An x86 bzImage carries the boot protocol's "HdrS" signature at this offset.
+BZIMAGE_MAGIC = b"HdrS"
+BZIMAGE_MAGIC_OFFSET = 0x202
+# Failed probes named in the message of failure_error(); the log has them all.
+MAX_FAILURES_IN_MESSAGE = 5
+
+MessageCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BootTestResult:
+    """What a boot test found: the runner, timings and one result per probe."""
+
+    runner: str  # "firecracker", "qemu-kvm" or "qemu-tcg"
+    probes: tuple[ProbeResult, ...]
+    seconds_to_init: float | None  # from starting the VM to the guest's /init
+    seconds_to_last_probe: float | None  # from starting the VM to the last result
+    seconds: float  # from starting the VM until it exited
+    timed_out: bool
+    log_path: Path
+    initramfs: Initramfs
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        """Whether /init ran and every probe passed."""
+        started = self.seconds_to_init is not None
+        return started and all(probe.passed for probe in self.probes)
+
+    @property
+    def failures(self) -> list[ProbeResult]:
+        return [probe for probe in self.probes if not probe.passed]
+
+    def failure_error(self) -> BootTestError:
+        """Return the error to raise when the test did not pass."""
+        failures = self.failures
+        if not failures:
+            message = "the kernel did not start /init"
+        else:
+            named = ", ".join(
+                f"{f.feature}/{f.probe} ({f.reason})"
+                for f in failures[:MAX_FAILURES_IN_MESSAGE]
+            )
+            more = len(failures) - MAX_FAILURES_IN_MESSAGE
+            named += f" and {more} more" if more > 0 else ""
+            message = f"{len(failures)} of {len(self.probes)} probes failed: {named}"
+        return BootTestError(
+            message, f"read the guest's console in {self.log_path}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the `test` section of report.json."""
+        return {
+            "passed": self.passed,
+            "runner": self.runner,
+            "seconds_to_init": _rounded(self.seconds_to_init),
+            "seconds_to_last_probe": _rounded(self.seconds_to_last_probe),
+            "seconds": _rounded(self.seconds),
+            "timed_out": self.timed_out,
+            "log": str(self.log_path),
+            "initramfs": {
+                "path": str(self.initramfs.path),
+                "sha256": self.initramfs.key,
+                "bytes": self.initramfs.size_bytes,
+                "cached": self.initramfs.cached,
+            },
+            "probes": [probe.to_json() for probe in self.probes],
+            "warnings": list(self.warnings),
+        }
+
+
+def run_boot_test(
+    kernel: Path,
+    arch: Arch,
+    features: Sequence[Feature],
+    log_path: Path,
+    cache: Cache,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> BootTestResult:
+    """Boot `kernel` and run the probes of `features` in it.
+
+    Writes the guest's whole console, and the KVM check's when this is the
+    process's first boot, to `log_path`. Returns the result whether or not
+    the probes passed; raises InputError for a kernel that is missing or not
+    an x86_64 vmlinux, and HostError when the host lacks a VM runner, busybox
+    or a probe's program.
+    """
+    check_kernel(kernel, arch)
+    probes = guest_probes(features)
+    image = build_initramfs(
+        render_probe_init(probes, ENV_FILE),
+        required_programs(probes),
+        cache,
+        probe_files(probes),
+    )
+    parser = ConsoleParser(probes)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log, tempfile.TemporaryDirectory() as work_dir:
+        runner, warnings = choose_runner(kernel, log)
+        log.write(f"fckernel: booting {kernel} with {runner}\n")
+        config = VmConfig(kernel, image.path)
+        vm = boot(config, runner, log, parser.feed, timeout, Path(work_dir))
+
+    return BootTestResult(
+        runner=runner,
+        probes=tuple(parser.results(_missing_reason(parser, vm, timeout))),
+        seconds_to_init=parser.started_at,
+        seconds_to_last_probe=parser.last_probe_at,
+        seconds=vm.seconds,
+        timed_out=vm.timed_out,
+        log_path=log_path,
+        initramfs=image,
+        warnings=tuple(warnings + _run_warnings(parser, vm, timeout)),
+    )
+
+
+def boot_interactive(
+    kernel: Path,
+    arch: Arch,
+    cache: Cache,
+    features: Sequence[Feature] = (),
+    on_message: MessageCallback | None = None,
+) -> int:
+    """Boot `kernel` to a busybox shell on the serial console of this terminal.
+
+    The initramfs also contains the programs that the probes of `features`
+    need. `on_message` receives warnings and how to leave the VM. Returns the
+    VM's exit status once the shell exits.
+    """
+    check_kernel(kernel, arch)
+    image = build_initramfs(
+        render_shell_init(ENV_FILE), required_programs(guest_probes(features)), cache
+    )
+    notify = on_message or (lambda _message: None)
+    log_path = cache.folder("logs") / "boot-kvm-check.log"
+    with log_path.open("w") as log:
+        runner, warnings = choose_runner(kernel, log)
+    for warning in warnings:
+        notify(warning)
+    notify(f"booting with {runner}; leave with `exit` (or Ctrl-A X in QEMU)")
+    with tempfile.TemporaryDirectory() as work_dir:
+        config = VmConfig(kernel, image.path)
+        return run_interactive(config, runner, Path(work_dir))
+
+
+def check_kernel(kernel: Path, arch: Arch) -> None:
+    """Raise InputError unless `kernel` is an x86_64 vmlinux the VMs can boot."""
+    if arch.name != TESTABLE_ARCH:
+        raise InputError(
+            f"boot tests support {TESTABLE_ARCH} kernels only, not {arch.name}",
+            "build with --arch x86_64 to boot-test the config",
+        )
+    hint = "pass the ELF vmlinux from the build's output folder"
+    try:
+        header = read_elf_header(kernel)
+    except FileNotFoundError as error:
+        raise InputError(f"kernel {kernel} not found", hint) from error
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read kernel {kernel}: {error}", hint) from error
+    if header is None:
+        raise InputError(f"{kernel} is not an ELF file: {_format_guess(kernel)}", hint)
+    if header.bits != 64 or not header.little_endian or header.machine != EM_X86_64:
+        raise InputError(
+            f"{kernel} is an ELF file for machine {header.machine}, "
+            f"not x86_64 (machine {EM_X86_64})",
+            hint,
+        )
+
+
+def required_programs(probes: Sequence[GuestProbe]) -> list[str]:
+    """Return the host programs the probes need, each once, in probe order."""
+    programs = (name for probe in probes for name in probe.probe.programs)
+    return list(dict.fromkeys(programs))
+
+
+def _format_guess(kernel: Path) -> str:
+    with kernel.open("rb") as handle:
+        start = handle.read(BZIMAGE_MAGIC_OFFSET + len(BZIMAGE_MAGIC))
+    if start[BZIMAGE_MAGIC_OFFSET:] == BZIMAGE_MAGIC:
+        return "it is a compressed bzImage, which Firecracker does not boot on x86_64"
+    return f"it starts with {start[:4].hex(' ')}, not the ELF magic 7f 45 4c 46"
+
+
+def _missing_reason(parser: ConsoleParser, vm: VmRun, timeout: float) -> str:
+    """Say why the console lacks a probe's result, for every probe it lacks."""
+    if parser.panic is not None:
+        return f"no result: the kernel panicked: {parser.panic}"
+    if vm.timed_out:
+        return f"no result: the VM did not finish within {timeout:g} s"
+    if vm.stop_reason is not None:
+        return f"no result: fckernel stopped the VM: {vm.stop_reason}"
+    if parser.started_at is None:
+        return f"no result: the VM exited (status {vm.returncode}) before /init ran"
+    if parser.invalid_lines:
+        return f"no valid result: {parser.invalid_lines[0]}"
+    return f"no result: the VM exited (status {vm.returncode}) before this probe"
+
+
+def _run_warnings(parser: ConsoleParser, vm: VmRun, timeout: float) -> list[str]:
+    warnings = [f"ignored an invalid result line: {line}" for line in parser.invalid_lines]
+    if vm.timed_out and parser.complete:
+        warnings.append(
+            f"the VM did not exit by itself after the last probe; it was stopped "
+            f"after {timeout:g} s"
+        )
+    return warnings
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 2)
