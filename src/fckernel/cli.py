@@ -13,6 +13,7 @@ from types import FrameType
 
 from fckernel import __version__
 from fckernel.build import Job, run_job
+from fckernel.diff import diff_configs, load_for_diff
 from fckernel.errors import ExitCode, FckernelError
 from fckernel.features import load_features
 from fckernel.report import Report
@@ -68,7 +69,20 @@ def _parser() -> argparse.ArgumentParser:
 
     features = commands.add_parser("features", help="list the named features")
     features.set_defaults(handler=_run_features)
-    for sub in (build, config, features):
+
+    diff = commands.add_parser(
+        "diff", help="compare two configs (files or output folders) symbol by symbol"
+    )
+    diff.add_argument("a", type=Path, metavar="A")
+    diff.add_argument("b", type=Path, metavar="B")
+    diff.add_argument(
+        "--requests",
+        action="store_true",
+        help="only the symbols the reports of A and B requested",
+    )
+    diff.add_argument("--json", action="store_true", help="print the result as JSON")
+    diff.set_defaults(handler=_run_diff)
+    for sub in (build, config, features, diff):
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -185,6 +199,25 @@ def _print_report(args: argparse.Namespace, terminal: Terminal, job: Job) -> Non
         f"{count} {status}" for status, count in data["summary"].items() if count
     )
     terminal.info(f"requests: {summary or 'none'}; report: {path}")
+
+
+def _run_diff(args: argparse.Namespace, terminal: Terminal) -> int:
+    a, requested_a = load_for_diff(args.a)
+    b, requested_b = load_for_diff(args.b)
+    only = None
+    if args.requests:
+        only = requested_a | requested_b
+        if not only:
+            terminal.warning(
+                "--requests: neither A nor B is an output folder with requests"
+            )
+    result = diff_configs(a, b, only)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        for line in result.lines():
+            print(line)
+    return 0
 
 
 def _run_features(args: argparse.Namespace, terminal: Terminal) -> int:
