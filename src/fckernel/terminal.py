@@ -25,7 +25,7 @@ class Terminal:
     """Prints job events; implements fckernel.build.Events."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.live = self.console.is_terminal
         self.quiet = quiet
         self.spinner: Spinner | None = None
