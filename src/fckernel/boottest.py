@@ -13,7 +13,6 @@ made of the x86_64 host's programs and the VMs are x86_64 machines.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from fckernel.arch import Arch
 from fckernel.cache import Cache
-from fckernel.elf import EM_X86_64, read_elf_header
+from fckernel.elf import ELF_MAGIC, EM_X86_64, read_elf_header
 from fckernel.errors import BootTestError, InputError
 from fckernel.features import Feature
 from fckernel.guest import (
@@ -33,16 +32,15 @@ from fckernel.guest import (
     render_probe_init,
     render_shell_init,
 )
+from fckernel.images import image_format
 from fckernel.initramfs import ENV_FILE, Initramfs, build_initramfs
 from fckernel.vm import VmConfig, VmRun, boot, choose_runner, run_interactive
 
-# Covers booting under TCG, the slowest runner, plus every probe. An estimate:
-# a TCG boot to the last default probe takes well under a minute on a laptop.
+# Covers a boot under TCG, the slowest runner, and every probe, with a wide
+# margin: a TCG boot to the last default probe took 5 to 7 s on a two-core
+# x86_64 VM that was busy with a kernel build.
 DEFAULT_TIMEOUT_SECONDS = 300.0
 TESTABLE_ARCH = "x86_64"
-# An x86 bzImage carries the boot protocol's "HdrS" signature at this offset.
-BZIMAGE_MAGIC = b"HdrS"
-BZIMAGE_MAGIC_OFFSET = 0x202
 # Failed probes named in the message of failure_error(); the log has them all.
 MAX_FAILURES_IN_MESSAGE = 5
 
@@ -51,7 +49,7 @@ MessageCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BootTestResult:
-    """What a boot test found: the runner, timings and one result per probe."""
+    """The outcome of a boot test: the runner, timings and one result per probe."""
 
     runner: str  # "firecracker", "qemu-kvm" or "qemu-tcg"
     probes: tuple[ProbeResult, ...]
@@ -86,9 +84,7 @@ class BootTestResult:
             more = len(failures) - MAX_FAILURES_IN_MESSAGE
             named += f" and {more} more" if more > 0 else ""
             message = f"{len(failures)} of {len(self.probes)} probes failed: {named}"
-        return BootTestError(
-            message, f"read the guest's console in {self.log_path}"
-        )
+        return BootTestError(message, f"read the guest's console in {self.log_path}")
 
     def to_json(self) -> dict[str, Any]:
         """Return the `test` section of report.json."""
@@ -121,20 +117,15 @@ def run_boot_test(
 ) -> BootTestResult:
     """Boot `kernel` and run the probes of `features` in it.
 
-    Writes the guest's whole console, and the KVM check's when this is the
-    process's first boot, to `log_path`. Returns the result whether or not
-    the probes passed; raises InputError for a kernel that is missing or not
-    an x86_64 vmlinux, and HostError when the host lacks a VM runner, busybox
-    or a probe's program.
+    Writes the guest's whole console to `log_path`, after the KVM check's
+    console when this is the process's first boot. Returns the result whether
+    or not the probes passed. Raises InputError for a kernel that is missing
+    or not an x86_64 vmlinux, and HostError when the host lacks a VM runner,
+    busybox or a probe's program.
     """
     check_kernel(kernel, arch)
     probes = guest_probes(features)
-    image = build_initramfs(
-        render_probe_init(probes, ENV_FILE),
-        required_programs(probes),
-        cache,
-        probe_files(probes),
-    )
+    image = _probe_image(probes, cache)
     parser = ConsoleParser(probes)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log, tempfile.TemporaryDirectory() as work_dir:
@@ -215,20 +206,28 @@ def required_programs(probes: Sequence[GuestProbe]) -> list[str]:
     return list(dict.fromkeys(programs))
 
 
+def _probe_image(probes: Sequence[GuestProbe], cache: Cache) -> Initramfs:
+    init = render_probe_init(probes, ENV_FILE)
+    return build_initramfs(init, required_programs(probes), cache, probe_files(probes))
+
+
 def _format_guess(kernel: Path) -> str:
-    with kernel.open("rb") as handle:
-        start = handle.read(BZIMAGE_MAGIC_OFFSET + len(BZIMAGE_MAGIC))
-    if start[BZIMAGE_MAGIC_OFFSET:] == BZIMAGE_MAGIC:
+    found = image_format(kernel)
+    if found == "bzimage":
         return "it is a compressed bzImage, which Firecracker does not boot on x86_64"
-    return f"it starts with {start[:4].hex(' ')}, not the ELF magic 7f 45 4c 46"
+    if found == "arm64-image":
+        return "it is an arm64 Image"
+    with kernel.open("rb") as handle:
+        start = handle.read(len(ELF_MAGIC))
+    return f"it starts with {start.hex(' ')}, not the ELF magic {ELF_MAGIC.hex(' ')}"
 
 
 def _missing_reason(parser: ConsoleParser, vm: VmRun, timeout: float) -> str:
-    """Say why the console lacks a probe's result, for every probe it lacks."""
+    """Return why the console lacks results; it applies to every missing probe."""
     if parser.panic is not None:
         return f"no result: the kernel panicked: {parser.panic}"
     if vm.timed_out:
-        return f"no result: the VM did not finish within {timeout:g} s"
+        return f"no result: the VM timed out after {timeout:g} s"
     if vm.stop_reason is not None:
         return f"no result: fckernel stopped the VM: {vm.stop_reason}"
     if parser.started_at is None:
@@ -239,11 +238,13 @@ def _missing_reason(parser: ConsoleParser, vm: VmRun, timeout: float) -> str:
 
 
 def _run_warnings(parser: ConsoleParser, vm: VmRun, timeout: float) -> list[str]:
-    warnings = [f"ignored an invalid result line: {line}" for line in parser.invalid_lines]
+    warnings = [
+        f"ignored an invalid result line: {line}" for line in parser.invalid_lines
+    ]
     if vm.timed_out and parser.complete:
         warnings.append(
-            f"the VM did not exit by itself after the last probe; it was stopped "
-            f"after {timeout:g} s"
+            "the VM did not exit by itself after the last probe, so it was "
+            f"stopped when it timed out after {timeout:g} s"
         )
     return warnings
 

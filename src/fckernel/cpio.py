@@ -5,23 +5,30 @@ it: each entry is a 110-byte ASCII header, the NUL-terminated name and the data,
 with the name and the data each padded to a multiple of 4 bytes.
 
 fckernel writes archives itself instead of running GNU cpio over a staging
-folder, because it must: own every entry by root and contain /dev/console,
-which an unprivileged user cannot create in a folder; take files from scattered
-host paths under other names without copying them first; and be reproducible
-(fixed mtimes and inode numbers) so that equal inputs give equal bytes.
+folder, for three reasons. Every entry must be owned by root, and the archive
+must contain /dev/console, which an unprivileged user cannot create in a
+folder. Files come from scattered host paths and take other names, which
+would need copying first. Fixed mtimes and inode numbers make equal inputs
+give equal bytes.
 """
 
 from __future__ import annotations
 
 import stat
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import Protocol
 
 NEWC_MAGIC = b"070701"
 TRAILER_NAME = "TRAILER!!!"
 ALIGNMENT = 4
 # Entries get this mtime so that equal inputs produce equal archives.
 FIXED_MTIME = 0
+
+
+class BinaryWriter(Protocol):
+    """A binary stream, such as an open file or a gzip.GzipFile."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class CpioWriter:
@@ -31,7 +38,7 @@ class CpioWriter:
     that ends the archive; the stream itself stays open.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryWriter) -> None:
         self._stream = stream
         self._names: set[str] = set()
         self._next_inode = 1
@@ -95,8 +102,12 @@ class CpioWriter:
             inode = self._next_inode
             self._next_inode += 1
         encoded = name.encode() + b"\0"
-        fields = (inode, mode, 0, 0, nlink, FIXED_MTIME, len(data), 0, 0)
-        fields += (*rdev, len(encoded), 0)
+        # ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
+        # rdevmajor, rdevminor, namesize, check: the field order of newc.
+        fields = (
+            *(inode, mode, 0, 0, nlink, FIXED_MTIME, len(data)),
+            *(0, 0, *rdev, len(encoded), 0),
+        )
         header = NEWC_MAGIC + b"".join(b"%08X" % value for value in fields)
         self._write_padded(header + encoded)
         self._write_padded(data)

@@ -41,14 +41,13 @@ _MAX_INTERPRETER_BYTES = 4096
 
 @dataclass(frozen=True)
 class ElfHeader:
-    """What fckernel needs from an ELF file's header and program headers."""
+    """The fields fckernel reads from an ELF file's header and program headers."""
 
     bits: int
     little_endian: bool
     machine: int
     # PT_INTERP, the dynamic loader; None in static programs and shared libraries
     interpreter: str | None
-
 
 
 def read_elf_header(path: Path) -> ElfHeader | None:
@@ -104,4 +103,3 @@ def _unpack(fmt: str, data: bytes, offset: int) -> int:
     except struct.error as error:
         raise ValueError("ELF header is cut short") from error
     return int(value)
-

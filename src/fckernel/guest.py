@@ -1,10 +1,10 @@
 """The guest side of a boot test: its init scripts and the console lines they print.
 
 The init runs under busybox sh, which has no JSON tooling. So the host writes
-each result line's constant part (the JSON-encoded feature and probe names)
-into the script, and the guest only fills in an integer exit status and the
-probe's output in base64, which contains no character that needs escaping in
-JSON. The host decodes the output again. The console then contains:
+each result line's constant part, the JSON-encoded feature and probe names,
+into the script. The guest only fills in an integer exit status and the
+probe's output in base64, whose characters need no escaping in JSON, and the
+host decodes the output again. The console then contains:
 
     FCKERNEL-INIT-START
     FCKERNEL-PROBE {"index":0,"feature":"autofs","probe":"autofs-filesystem",
@@ -37,7 +37,7 @@ PROBE_DIR = "/fckernel/probes"
 MAX_OUTPUT_BYTES = 4096
 # The guest kills a probe after this long, so one hung probe costs only itself.
 DEFAULT_PROBE_TIMEOUT_SECONDS = 60
-# busybox timeout kills with SIGKILL, which a shell reports as 128 + 9.
+# The init's `timeout -s KILL` kills with SIGKILL, which sh reports as 128 + 9.
 KILLED_EXIT_CODE = 137
 
 PASS = "pass"
@@ -50,9 +50,9 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 """
 
-# The kernel ignores the reboot when its reboot method does not work in this
-# VM; `poweroff -f` then stops init, and the `panic=` boot argument turns the
-# resulting panic into a reset, which the runners turn into a VM exit.
+# A reset ends the VM, because QEMU runs with -no-reboot and Firecracker exits
+# on one. `poweroff -f` runs only if the reboot call fails. If the power-off
+# fails too, init ends, and the kernel's panic then resets (boot arg panic=).
 _STOP_VM = """\
 reboot -f
 poweroff -f
@@ -100,9 +100,7 @@ class ProbeResult:
 
 def guest_probes(features: Sequence[Feature]) -> list[GuestProbe]:
     """List the probes of `features` in the order the guest runs them."""
-    probes = (
-        (feature.name, probe) for feature in features for probe in feature.probes
-    )
+    probes = ((feature.name, probe) for feature in features for probe in feature.probes)
     return [
         GuestProbe(index, feature, probe)
         for index, (feature, probe) in enumerate(probes)
@@ -121,15 +119,12 @@ def render_probe_init(
     probes: Sequence[GuestProbe],
     env_file: str,
     probe_timeout: int = DEFAULT_PROBE_TIMEOUT_SECONDS,
-    probe_dir: str = PROBE_DIR,
 ) -> str:
     """Render the init that runs `probes` and prints one result line for each.
 
-    `env_file` is the shell file in the initramfs that sets PATH and the
-    library paths for the programs in it. The scripts of probe_files() are in
-    `probe_dir`, where the init also keeps each probe's output.
+    `env_file` is the shell file in the initramfs that sets PATH, the library
+    paths and the aliases for the programs in it.
     """
-    calls = "".join(f"run_probe {p.index} {_json_names(p)}\n" for p in probes)
     return (
         "#!/bin/busybox sh\n"
         "# fckernel boot test: run each feature probe and print its result.\n"
@@ -137,11 +132,29 @@ def render_probe_init(
         f"{_MOUNTS}"
         "# Kernel messages on the console would split result lines.\n"
         "dmesg -n 1\n"
+        f"{render_probe_runner(probes, env_file, probe_timeout)}"
+        f"{_STOP_VM}"
+    )
+
+
+def render_probe_runner(
+    probes: Sequence[GuestProbe],
+    env_file: str,
+    probe_timeout: int = DEFAULT_PROBE_TIMEOUT_SECONDS,
+    probe_dir: str = PROBE_DIR,
+) -> str:
+    """Render the part of the init that runs the probes and prints the markers.
+
+    It neither mounts nor stops anything, so tests can run it on the host.
+    The scripts of probe_files() are in `probe_dir`, where it also keeps each
+    probe's output.
+    """
+    calls = "".join(f"run_probe {p.index} {_json_names(p)}\n" for p in probes)
+    return (
         f"echo {START_MARKER}\n"
         f"{_run_probe_function(env_file, probe_timeout, probe_dir)}\n"
         f"{calls}"
         f"echo {DONE_MARKER}\n"
-        f"{_STOP_VM}"
     )
 
 
@@ -166,7 +179,8 @@ def _run_probe_function(env_file: str, probe_timeout: int, probe_dir: str) -> st
     # aliases there must be defined before the shell parses the probe.
     return f"""\
 run_probe() {{
-	timeout -s KILL {probe_timeout} sh -c '. {env_file} && . "$0"' "{probe_dir}/$1.sh" \\
+	timeout -s KILL {probe_timeout} \\
+		sh -c '. {env_file} && . "$0"' "{probe_dir}/$1.sh" \\
 		</dev/null >"{probe_dir}/output" 2>&1
 	code=$?
 	status={FAIL}
@@ -185,9 +199,9 @@ def _json_names(probe: GuestProbe) -> str:
 
 
 class ConsoleParser:
-    """Reads console lines as they arrive and collects the probe results.
+    """A collector of the probe results in console lines, fed as they arrive.
 
-    Feed every line with the seconds since the VM started; then results()
+    Feed every line with the seconds since the VM started. Then results()
     returns one ProbeResult per expected probe, in order.
     """
 
@@ -213,8 +227,7 @@ class ConsoleParser:
     def results(self, missing_reason: str) -> list[ProbeResult]:
         """Return every probe's result; those not found fail with `missing_reason`."""
         return [
-            self._found.get(p.index) or _missing(p, missing_reason)
-            for p in self.probes
+            self._found.get(p.index) or _missing(p, missing_reason) for p in self.probes
         ]
 
     @property
@@ -247,7 +260,8 @@ class ConsoleParser:
 
     def _expected_probe(self, data: dict[str, Any]) -> GuestProbe:
         index = data.get("index")
-        if not isinstance(index, int) or not 0 <= index < len(self.probes):
+        # bool is a subclass of int, but a JSON true is no index.
+        if type(index) is not int or not 0 <= index < len(self.probes):
             raise ValueError(f"result line has an unknown index {index!r}")
         probe = self.probes[index]
         if data.get("feature") != probe.feature or data.get("probe") != probe.name:
@@ -258,7 +272,7 @@ class ConsoleParser:
 def _probe_result(probe: GuestProbe, data: dict[str, Any]) -> ProbeResult:
     code = data.get("exit")
     encoded = data.get("output")
-    if not isinstance(code, int) or not isinstance(encoded, str):
+    if type(code) is not int or not isinstance(encoded, str):
         raise ValueError(f"result line {probe.index} lacks its exit or output")
     try:
         output = base64.b64decode(encoded, validate=True).decode(errors="replace")

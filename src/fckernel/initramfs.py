@@ -12,7 +12,8 @@ from the host's own files, so the host must be x86_64 Debian (or alike):
     /lib64/ld-linux-x86-64.so.2       host's dynamic loader found it
     /usr/lib/x86_64-linux-gnu/xtables iptables extensions, when libxtables is in
     /etc/protocols, /etc/ethertypes   name databases iptables reads, if present
-    /etc/fckernel-env.sh              PATH and library paths, sourced by /init
+    /etc/fckernel-env.sh              PATH, library paths and aliases, which
+                                      /init and each probe source
     /dev/console, /proc, /run, ...    mount points and the kernel's first console
 
 Images are cached by content as <cache>/initramfs/<sha256>.cpio.gz, where the
@@ -214,7 +215,9 @@ def collect_manifest(
 
 
 def package_for(program: str) -> str | None:
-    """Return the Debian package that provides `program`, when fckernel knows it."""
+    """Return the Debian package that provides `program`, or None for a program
+    outside fckernel's table.
+    """
     if program in _PACKAGES:
         return _PACKAGES[program]
     if program.startswith(_IPTABLES_PREFIXES):
@@ -226,8 +229,8 @@ def _check_host() -> None:
     if host_arch() != "x86_64":
         raise HostError(
             f"boot tests need an x86_64 host, not {host_arch()}",
-            "the guest's initramfs is made of the host's programs: "
-            "run the test on an x86_64 machine",
+            "run the boot test on an x86_64 machine, because the guest's "
+            "initramfs is made of the host's programs",
         )
 
 
