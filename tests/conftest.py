@@ -96,7 +96,15 @@ def require(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def real_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache shared by the tests on real trees, so each tarball unpacks once."""
+    """A cache shared by the tests on real trees, so each tarball unpacks once.
+
+    FCKERNEL_TEST_CACHE keeps it across runs (the default build then compiles
+    incrementally); by default it is new for each run, as in CI.
+    """
+    kept = os.environ.get("FCKERNEL_TEST_CACHE")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     return tmp_path_factory.mktemp("real-cache")
 
 

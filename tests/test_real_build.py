@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from fckernel.build import Job, run_job
+from fckernel.cli import main
 from fckernel.dotconfig import read_config
+from fckernel.errors import ExitCode
 from fckernel.images import image_format
 
 from .conftest import LINUX_61
@@ -56,3 +58,37 @@ def test_one_option_rebuilds_incrementally(
     assert read_config(job.output / "config").get("NET_SCH_SFQ") == "y"
     compiled = report.build["objects_compiled"]
     assert 0 < compiled < cold["build"]["objects_compiled"] / 10
+
+
+def test_without_nf_tables_ipv6_nft_probe_fails(
+    default_build: Path,
+    real_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FCKERNEL_CACHE", str(real_cache))
+    output = tmp_path / "out"
+    code = main(
+        [
+            "build",
+            "--source",
+            str(LINUX_61),
+            "--set",
+            "CONFIG_NF_TABLES_IPV6=n",
+            "--test",
+            "-o",
+            str(output),
+        ]
+    )
+    assert code == ExitCode.TEST
+    assert "ip6tables-nft" in capsys.readouterr().err
+
+    report = json.loads((output / "report.json").read_text())
+    assert report["status"] == "test-failed"
+    probes = {p["probe"]: p for p in report["test"]["probes"]}
+    assert probes["ip6tables-nft"]["status"] == "fail"
+    assert "Operation not supported" in probes["ip6tables-nft"]["output"]
+    assert probes["ip6tables-legacy"]["status"] == "pass"
+    assert probes["iptables-nft"]["status"] == "pass"
+    assert "ip6tables-nft" in (output / "test.log").read_text()

@@ -19,6 +19,7 @@ from typing import IO, Protocol
 
 from fckernel.arch import Arch, default_arch, get_arch
 from fckernel.base import BaseConfig, default_base_name, load_base
+from fckernel.boottest import run_boot_test
 from fckernel.cache import (
     Cache,
     atomic_copy,
@@ -55,6 +56,7 @@ from fckernel.output import Output
 from fckernel.process import run
 from fckernel.report import Report
 from fckernel.source import Source, prepare_source
+from fckernel.testrun import TEST_LOG
 from fckernel.verify import (
     Conflict,
     Request,
@@ -116,6 +118,7 @@ class Job:
     allow_unmet: list[str] = field(default_factory=list)
     jobs: int | None = None
     compile: bool = True
+    test: bool = False
     cache_root: Path | None = None
 
     def __post_init__(self) -> None:
@@ -231,6 +234,8 @@ class _Pipeline:
                 self._verify(base, final, merged, index)
             if self.job.compile:
                 self._compile_and_collect(context, final, staging, log)
+        if self.job.compile and self.job.test:
+            self._boot_test(staging)
 
     def _load_base(self) -> BaseConfig:
         spec = self.job.base or default_base_name(self.arch)
@@ -382,6 +387,19 @@ class _Pipeline:
             }
         ]
 
+    def _boot_test(self, staging: Path) -> None:
+        kernel = staging / self.arch.image_name
+        with self._phase("test", "booting the kernel and running the probes"):
+            result = run_boot_test(
+                kernel, self.arch, self.job.selected, staging / TEST_LOG, self.cache
+            )
+        for warning in result.warnings:
+            self._warn(warning)
+        self.report.test = result.to_json()
+        self.report.test["log"] = str(self.output.path / TEST_LOG)
+        if not result.passed:
+            raise result.failure_error()
+
     @contextmanager
     def _phase(self, name: str, detail: str) -> Iterator[None]:
         self.events.phase_started(name, detail)
@@ -406,6 +424,7 @@ class _Pipeline:
     def _record_failure(self, error: FckernelError) -> None:
         self.report.status = {
             "UnmetRequestsError": "unmet",
+            "BootTestError": "test-failed",
             "Interrupted": "interrupted",
         }.get(type(error).__name__, "failed")
         self.report.error = error.message

@@ -12,12 +12,21 @@ from pathlib import Path
 from types import FrameType
 
 from fckernel import __version__
+from fckernel.boottest import boot_interactive
 from fckernel.build import Job, run_job
+from fckernel.cache import Cache
 from fckernel.diff import diff_configs, load_for_diff
-from fckernel.errors import ExitCode, FckernelError
+from fckernel.errors import ExitCode, FckernelError, InputError
 from fckernel.features import load_features
 from fckernel.report import Report
 from fckernel.terminal import Terminal
+from fckernel.testrun import (
+    TEST_LOG,
+    TestTarget,
+    run_test,
+    target_from_kernel,
+    target_from_output,
+)
 
 DEFAULT_OUTPUT = Path("fckernel-out")
 
@@ -59,13 +68,46 @@ def _parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="configure, verify and compile a kernel")
     _add_job_options(build)
+    build.add_argument(
+        "--test",
+        action="store_true",
+        help="then boot the kernel and run the features' probes (fckernel test)",
+    )
     build.set_defaults(handler=_run_build, compile=True)
 
     config = commands.add_parser(
         "config", help="configure and verify only; writes OUTPUT/config"
     )
     _add_job_options(config)
-    config.set_defaults(handler=_run_build, compile=False)
+    config.set_defaults(handler=_run_build, compile=False, test=False)
+
+    test = commands.add_parser(
+        "test", help="boot a built kernel and run the features' probes"
+    )
+    _add_boot_options(test)
+    test.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also run this feature's probes (repeatable)",
+    )
+    test.add_argument(
+        "--no-default-features",
+        dest="default_features",
+        action="store_false",
+        help="with --kernel: run only the --feature probes",
+    )
+    test.add_argument(
+        "--json", action="store_true", help="print the test results as JSON"
+    )
+    test.set_defaults(handler=_run_test)
+
+    boot = commands.add_parser(
+        "boot", help="boot a built kernel to a shell on the serial console"
+    )
+    _add_boot_options(boot)
+    boot.set_defaults(handler=_run_boot)
 
     features = commands.add_parser("features", help="list the named features")
     features.set_defaults(handler=_run_features)
@@ -82,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--json", action="store_true", help="print the result as JSON")
     diff.set_defaults(handler=_run_diff)
-    for sub in (build, config, features, diff):
+    for sub in (build, config, test, boot, features, diff):
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -157,6 +199,59 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_boot_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "output",
+        nargs="?",
+        type=Path,
+        metavar="OUTPUT",
+        help=f"output folder of fckernel build (default: ./{DEFAULT_OUTPUT})",
+    )
+    parser.add_argument(
+        "--kernel", type=Path, metavar="FILE", help="a vmlinux built elsewhere"
+    )
+    parser.add_argument("--arch", help="the kernel's arch, with --kernel")
+
+
+def _boot_target(args: argparse.Namespace) -> TestTarget:
+    features = getattr(args, "feature", [])
+    if args.kernel is not None:
+        with_defaults = getattr(args, "default_features", True)
+        if args.output is not None:
+            raise InputError(
+                "pass either OUTPUT or --kernel, not both",
+                "fckernel test OUTPUT, or fckernel test --kernel FILE",
+            )
+        return target_from_kernel(args.kernel, args.arch, features, with_defaults)
+    return target_from_output(args.output or DEFAULT_OUTPUT, features)
+
+
+def _run_test(args: argparse.Namespace, terminal: Terminal) -> int:
+    target = _boot_target(args)
+    cache = Cache()
+    if target.output is not None:
+        log_path = target.output / TEST_LOG
+    else:
+        log_path = cache.folder("logs") / f"test-{target.kernel.name}.log"
+    terminal.info(f"booting {target.kernel}; console in {log_path}")
+    result = run_test(target, log_path, cache)
+    for warning in result.warnings:
+        terminal.warning(warning)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    terminal.probe_table(result.to_json())
+    if not result.passed:
+        raise result.failure_error()
+    return 0
+
+
+def _run_boot(args: argparse.Namespace, terminal: Terminal) -> int:
+    target = _boot_target(args)
+    return boot_interactive(
+        target.kernel, target.arch, Cache(), target.features, on_message=terminal.info
+    )
+
+
 def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
     job = Job(
         output=args.output,
@@ -172,6 +267,7 @@ def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
         allow_unmet=args.allow_unmet,
         jobs=args.jobs,
         compile=args.compile,
+        test=args.test,
     )
     report: Report | None = None
     try:
@@ -195,6 +291,8 @@ def _print_report(args: argparse.Namespace, terminal: Terminal, job: Job) -> Non
     hidden = len(data["base_unknown_symbols"]) - 10
     if hidden > 0:
         terminal.warning(f"... and {hidden} more unknown base symbols (report.json)")
+    if data.get("test"):
+        terminal.probe_table(data["test"])
     summary = ", ".join(
         f"{count} {status}" for status, count in data["summary"].items() if count
     )

@@ -78,6 +78,24 @@ class Terminal:
                 line += "  \\[allowed]"
             self.console.print(line, markup=True, highlight=False)
 
+    def probe_table(self, test: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        for probe in test["probes"]:
+            passed = probe["status"] == "pass"
+            style = "green" if passed else "red"
+            line = (
+                f"  [{style}]{probe['status']:5}[/] {probe['feature']}/{probe['probe']}"
+            )
+            if not passed:
+                detail = probe["reason"] or (probe["output"] or "").strip()
+                line += f"  ({_escape(detail.splitlines()[-1] if detail else '')})"
+            self.console.print(line, markup=True, highlight=False)
+        self.info(
+            f"boot test: {test['runner']}, init after {test['seconds_to_init']} s, "
+            f"last probe after {test['seconds_to_last_probe']} s"
+        )
+
     def close(self) -> None:
         self._stop_spinner()
         sys.stderr.flush()
