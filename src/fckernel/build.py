@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from fckernel.arch import Arch, default_arch, get_arch
+from fckernel.artifacts import KeyInputs, lookup, store
 from fckernel.base import BaseConfig, default_base_name, load_base
 from fckernel.boottest import run_boot_test
 from fckernel.cache import (
@@ -47,6 +48,8 @@ from fckernel.images import check_image
 from fckernel.kconfig import SymbolIndex, scan_symbols
 from fckernel.make import (
     MakeContext,
+    ccache_available,
+    ccache_stats,
     check_environment,
     check_host_tools,
     make_environment,
@@ -119,6 +122,8 @@ class Job:
     jobs: int | None = None
     compile: bool = True
     test: bool = False
+    rebuild: bool = False
+    ccache: bool | None = None  # None: use ccache when it is installed
     cache_root: Path | None = None
 
     def __post_init__(self) -> None:
@@ -229,11 +234,12 @@ class _Pipeline:
             f"waiting for another fckernel using {context.build_dir}",
         ):
             with self._phase("configure", "make olddefconfig"):
-                final = self._configure(context, base, merged, staging, log)
+                final_text = self._configure(context, base, merged, staging, log)
             with self._phase("verify", f"{len(merged)} requests"):
+                final = parse_config(final_text, "resolved config").values
                 self._verify(base, final, merged, index)
             if self.job.compile:
-                self._compile_and_collect(context, final, staging, log)
+                self._compile_and_collect(context, source, final_text, staging, log)
         if self.job.compile and self.job.test:
             self._boot_test(staging)
 
@@ -293,7 +299,7 @@ class _Pipeline:
         merged: list[Request],
         staging: Path,
         log: IO[str],
-    ) -> dict[str, str]:
+    ) -> str:
         values = dict(base.config.values)
         values.update((request.symbol, request.value) for request in merged)
         (context.build_dir / ".config").write_text(format_config(values.items()))
@@ -301,7 +307,7 @@ class _Pipeline:
         self._make(context, log, "olddefconfig")
         final_text = (context.build_dir / ".config").read_text()
         (staging / "config").write_text(final_text)
-        return parse_config(final_text, str(context.build_dir / ".config")).values
+        return final_text
 
     def _verify(
         self,
@@ -324,26 +330,83 @@ class _Pipeline:
             )
 
     def _compile_and_collect(
-        self, context: MakeContext, final: dict[str, str], staging: Path, log: IO[str]
+        self,
+        context: MakeContext,
+        source: Source,
+        final_text: str,
+        staging: Path,
+        log: IO[str],
     ) -> None:
+        final = parse_config(final_text, "resolved config").values
         if final.get("DEBUG_INFO_BTF") == "y":
             _require_pahole()
+        self.report.toolchain = toolchain_versions(self.arch)
+        key = KeyInputs(
+            source_key=source.key,
+            config_text=final_text,
+            arch=self.arch.name,
+            toolchain=self.report.toolchain,
+            make_variables=tuple(context.command(self.arch.image_target)[4:]),
+        ).key()
+        self.report.build["artifact_key"] = key
+        os.utime(context.build_dir)  # marks the folder as recently used
+
+        cached = (
+            None if self.job.rebuild else lookup(self.cache, key, self.arch.image_name)
+        )
+        if cached is not None:
+            with self._phase("collect", "cached image"):
+                self.report.build["cached"] = True
+                self._collect(cached, staging)
+            return
+        self.report.build["cached"] = False
+        self._compile(context, log)
+        with self._phase("collect", str(self.output.path)):
+            image = context.build_dir / self.arch.image_path
+            self._collect(image, staging)
+            store(
+                self.cache, key, image, {"kernel_version": self.report.kernel_version}
+            )
+
+    def _compile(self, context: MakeContext, log: IO[str]) -> None:
         fresh = not (context.build_dir / self.arch.image_path).exists()
         check_free_space(
             context.build_dir,
             COLD_BUILD_BYTES if fresh else WARM_BUILD_BYTES,
             "the kernel build",
         )
-        self.report.toolchain = toolchain_versions(self.arch)
+        ccache_dir = self._ccache_dir()
+        before = ccache_stats(ccache_dir) if ccache_dir else None
         jobs = self.job.jobs or os.cpu_count() or 1
         with self._phase("compile", f"make -j{jobs} {self.arch.image_target}"):
             count = self._make(
-                context, log, self.arch.image_target, jobs=jobs, count_objects=True
+                context,
+                log,
+                self.arch.image_target,
+                jobs=jobs,
+                count_objects=True,
+                ccache_dir=ccache_dir,
             )
-        with self._phase("collect", str(self.output.path)):
-            self._collect(context, staging, count)
+        self.report.build["objects_compiled"] = count
+        if ccache_dir and before is not None:
+            after = ccache_stats(ccache_dir)
+            self.report.build["ccache"] = {
+                name: after[name] - before[name] for name in after
+            }
         if fresh:
             (context.build_dir / OBJECT_COUNT_FILE).write_text(str(count))
+
+    def _ccache_dir(self) -> Path | None:
+        wanted = self.job.ccache
+        available = ccache_available(self.arch)
+        if wanted and not available:
+            raise HostError(
+                "--ccache: ccache or its compiler wrapper is not installed",
+                "install it: apt-get install ccache (or pass --no-ccache)",
+            )
+        if wanted is False or not available:
+            return None
+        return self.cache.folder("ccache")
 
     def _make(
         self,
@@ -352,6 +415,7 @@ class _Pipeline:
         *targets: str,
         jobs: int | None = None,
         count_objects: bool = False,
+        ccache_dir: Path | None = None,
     ) -> int:
         expected = _read_object_count(context.build_dir) if count_objects else None
         done = 0
@@ -363,7 +427,8 @@ class _Pipeline:
                 self.events.compile_progress(done, expected)
 
         command = context.command(*targets, jobs=jobs)
-        result = run(command, log=log, on_line=on_line, env=make_environment())
+        environment = make_environment(ccache_dir)
+        result = run(command, log=log, on_line=on_line, env=environment)
         if not result.ok:
             tail = "\n".join(result.tail[-15:])
             raise BuildError(
@@ -373,12 +438,10 @@ class _Pipeline:
             )
         return done
 
-    def _collect(self, context: MakeContext, staging: Path, compiled: int) -> None:
-        image = context.build_dir / self.arch.image_path
+    def _collect(self, image: Path, staging: Path) -> None:
         check_image(image, self.arch)
         target = staging / self.arch.image_name
         atomic_copy(image, target)
-        self.report.build["objects_compiled"] = compiled
         self.report.artifacts = [
             {
                 "name": self.arch.image_name,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,7 +62,7 @@ class Cache:
             lock.acquire(timeout=0)
         except Timeout:
             if on_wait:
-                print(on_wait, flush=True)
+                print(f"I: {on_wait}", file=sys.stderr, flush=True)
             lock.acquire(poll_interval=LOCK_POLL_SECONDS)
         try:
             yield

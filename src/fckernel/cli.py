@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from fckernel.cache import Cache
 from fckernel.diff import diff_configs, load_for_diff
 from fckernel.errors import ExitCode, FckernelError, InputError
 from fckernel.features import load_features
+from fckernel.prune import format_size, list_entries, parse_size, prune
 from fckernel.report import Report
 from fckernel.terminal import Terminal
 from fckernel.testrun import (
@@ -73,13 +75,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="then boot the kernel and run the features' probes (fckernel test)",
     )
+    build.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="compile even when the cache has an image for these exact inputs",
+    )
+    build.add_argument(
+        "--ccache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile through ccache (default: when it is installed)",
+    )
     build.set_defaults(handler=_run_build, compile=True)
 
     config = commands.add_parser(
         "config", help="configure and verify only; writes OUTPUT/config"
     )
     _add_job_options(config)
-    config.set_defaults(handler=_run_build, compile=False, test=False)
+    config.set_defaults(
+        handler=_run_build, compile=False, test=False, rebuild=False, ccache=None
+    )
 
     test = commands.add_parser(
         "test", help="boot a built kernel and run the features' probes"
@@ -124,7 +139,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--json", action="store_true", help="print the result as JSON")
     diff.set_defaults(handler=_run_diff)
-    for sub in (build, config, test, boot, features, diff):
+    cache = commands.add_parser("cache", help="list or prune the cache")
+    cache_commands = cache.add_subparsers(required=True, metavar="ACTION")
+    cache_list = cache_commands.add_parser("list", help="list cache entries")
+    cache_list.set_defaults(handler=_run_cache_list)
+    cache_prune = cache_commands.add_parser(
+        "prune", help="remove the least recently used cache entries"
+    )
+    cache_prune.add_argument(
+        "--keep", type=int, metavar="N", help="keep the N newest entries of each kind"
+    )
+    cache_prune.add_argument(
+        "--max-size", metavar="SIZE", help="remove entries until the cache fits (20G)"
+    )
+    cache_prune.set_defaults(handler=_run_cache_prune)
+    for sub in (build, config, test, boot, features, diff, cache_list, cache_prune):
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -268,6 +297,8 @@ def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
         jobs=args.jobs,
         compile=args.compile,
         test=args.test,
+        rebuild=args.rebuild,
+        ccache=args.ccache,
     )
     report: Report | None = None
     try:
@@ -291,6 +322,11 @@ def _print_report(args: argparse.Namespace, terminal: Terminal, job: Job) -> Non
     hidden = len(data["base_unknown_symbols"]) - 10
     if hidden > 0:
         terminal.warning(f"... and {hidden} more unknown base symbols (report.json)")
+    if data["build"].get("cached"):
+        terminal.info(
+            "the image came from the cache: same source, config, arch and "
+            "toolchain (--rebuild compiles anyway)"
+        )
     if data.get("test"):
         terminal.probe_table(data["test"])
     summary = ", ".join(
@@ -315,6 +351,36 @@ def _run_diff(args: argparse.Namespace, terminal: Terminal) -> int:
     else:
         for line in result.lines():
             print(line)
+    return 0
+
+
+def _run_cache_list(args: argparse.Namespace, terminal: Terminal) -> int:
+    cache = Cache()
+    entries = list_entries(cache)
+    for entry in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.used))
+        print(
+            f"{entry.kind:10} {format_size(entry.size):>10}  {used}  {entry.path.name}"
+        )
+    total = format_size(sum(entry.size for entry in entries))
+    terminal.info(f"{len(entries)} entries, {total}, in {cache.root}")
+    return 0
+
+
+def _run_cache_prune(args: argparse.Namespace, terminal: Terminal) -> int:
+    if args.keep is None and args.max_size is None:
+        raise InputError(
+            "cache prune needs --keep N or --max-size SIZE",
+            "for example: fckernel cache prune --max-size 20G",
+        )
+    if args.keep is not None and args.keep < 0:
+        raise InputError(f"--keep {args.keep}: must be 0 or more")
+    max_size = parse_size(args.max_size) if args.max_size else None
+    removed = prune(Cache(), keep=args.keep, max_size=max_size)
+    for entry in removed:
+        print(f"removed {entry.kind}/{entry.path.name} ({format_size(entry.size)})")
+    freed = format_size(sum(entry.size for entry in removed))
+    terminal.info(f"removed {len(removed)} entries, {freed}")
     return 0
 
 

@@ -24,6 +24,9 @@ PINNED_ENVIRONMENT = {
 # fckernel's back: it sets each of them itself.
 FORBIDDEN_VARIABLES = ("ARCH", "CROSS_COMPILE", "O", "KBUILD_OUTPUT", "KCONFIG_CONFIG")
 
+# Debian's ccache package links each installed compiler's name to ccache here.
+CCACHE_WRAPPERS = Path("/usr/lib/ccache")
+
 # (program, Debian package) needed by every kernel build.
 HOST_TOOLS = (
     ("make", "make"),
@@ -62,11 +65,41 @@ class MakeContext:
         return command + list(targets)
 
 
-def make_environment() -> dict[str, str]:
-    """Return the environment for `make`: the user's, with the pinned variables."""
+def make_environment(ccache_dir: Path | None = None) -> dict[str, str]:
+    """Return the environment for `make`: the user's, with the pinned variables,
+    and with ccache's compiler wrappers first on PATH when `ccache_dir` is set.
+
+    The wrappers keep every compile command as it was (`gcc ...`), so turning
+    ccache on or off does not make Kbuild recompile everything.
+    """
     environment = dict(os.environ)
     environment.update(PINNED_ENVIRONMENT)
+    if ccache_dir is not None:
+        environment["PATH"] = f"{CCACHE_WRAPPERS}:{environment.get('PATH', '')}"
+        environment["CCACHE_DIR"] = str(ccache_dir)
     return environment
+
+
+def ccache_available(arch: Arch) -> bool:
+    """Return whether ccache and its wrapper for this arch's compiler exist."""
+    compiler = arch.cross_prefix() + "gcc"
+    return shutil.which("ccache") is not None and (CCACHE_WRAPPERS / compiler).exists()
+
+
+def ccache_stats(ccache_dir: Path) -> dict[str, int]:
+    """Return ccache's hit and miss counters for `ccache_dir`."""
+    environment = {**os.environ, "CCACHE_DIR": str(ccache_dir)}
+    output = capture(["ccache", "--print-stats"], env=environment) or ""
+    counters = dict(line.split("\t", 1) for line in output.splitlines() if "\t" in line)
+
+    def count(name: str) -> int:
+        value = counters.get(name, "0")
+        return int(value) if value.isdigit() else 0
+
+    return {
+        "hits": count("direct_cache_hit") + count("preprocessed_cache_hit"),
+        "misses": count("cache_miss"),
+    }
 
 
 def check_environment() -> None:

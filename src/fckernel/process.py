@@ -91,7 +91,11 @@ def run(
     return Result(tuple(command), returncode, tuple(tail))
 
 
-def capture(command: Sequence[str], cwd: Path | None = None) -> str | None:
+def capture(
+    command: Sequence[str],
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
     """Run a short command and return its stdout, or None when it fails or is
     missing.
     """
@@ -102,6 +106,7 @@ def capture(command: Sequence[str], cwd: Path | None = None) -> str | None:
             capture_output=True,
             text=True,
             cwd=cwd,
+            env=dict(env) if env is not None else None,
             timeout=60,
             check=False,
         )

@@ -10,7 +10,7 @@ if grep -q '^CONFIG_FAIL_BUILD=y' "$out/.config"; then
 fi
 if grep -q '^CONFIG_SLOW_BUILD=y' "$out/.config"; then
     echo "  CC      slow/sleep.o"
-    sleep 60 &
+    sleep "${FAKE_SLEEP:-60}" &
     echo $! > "$out/sleep.pid"
     wait
 fi
