@@ -43,11 +43,14 @@ def check_image(path: Path, arch: Arch) -> None:
     """Raise InputError unless `path` is the image format Firecracker loads on
     `arch`: an uncompressed x86-64 ELF vmlinux, or an arm64 Image.
     """
-    expected = "elf-x86_64" if arch.name == "x86_64" else "arm64-image"
+    if arch.name == "x86_64":
+        expected, description = "elf-x86_64", "an uncompressed ELF vmlinux"
+    else:
+        expected, description = "arm64-image", "an arm64 Image"
     found = image_format(path)
     if found != expected:
         raise InputError(
             f"{path} is a {found} file, but Firecracker on {arch.name} loads "
-            f"{'an uncompressed ELF vmlinux' if arch.name == 'x86_64' else 'an arm64 Image'}",
+            f"{description}",
             f"use the {arch.image_path} file of the kernel build",
         )
