@@ -50,7 +50,7 @@ def test_bzimage_named_vmlinux_rejected(tmp_path: Path) -> None:
     path.write_bytes(bzimage())
     with pytest.raises(InputError) as caught:
         check_image(path, get_arch("x86_64"))
-    assert "is a bzimage file" in caught.value.message
+    assert "is a compressed bzImage file" in caught.value.message
     assert "uncompressed ELF vmlinux" in caught.value.message
 
 

@@ -43,6 +43,7 @@ from fckernel.errors import (
     Interrupted,
     UnmetRequestsError,
 )
+from fckernel.fccheck import check_config
 from fckernel.features import Feature, select_features
 from fckernel.images import check_image
 from fckernel.kconfig import SymbolIndex, scan_symbols
@@ -237,6 +238,7 @@ class _Pipeline:
                 final_text = self._configure(context, base, merged, staging, log)
             with self._phase("verify", f"{len(merged)} requests"):
                 final = parse_config(final_text, "resolved config").values
+                self._check_firecracker(final)
                 self._verify(base, final, merged, index)
             if self.job.compile:
                 self._compile_and_collect(context, source, final_text, staging, log)
@@ -308,6 +310,12 @@ class _Pipeline:
         final_text = (context.build_dir / ".config").read_text()
         (staging / "config").write_text(final_text)
         return final_text
+
+    def _check_firecracker(self, final: dict[str, str]) -> None:
+        result = check_config(ConfigFile(final), self.arch, "resolved config")
+        self.report.firecracker_check = result.to_json()
+        for finding in result.findings:
+            self._warn(f"Firecracker check ({finding.severity}): {finding.message()}")
 
     def _verify(
         self,

@@ -18,6 +18,7 @@ from fckernel.build import Job, run_job
 from fckernel.cache import Cache
 from fckernel.diff import diff_configs, load_for_diff
 from fckernel.errors import ExitCode, FckernelError, InputError
+from fckernel.fccheck import check_path
 from fckernel.features import load_features
 from fckernel.prune import format_size, list_entries, parse_size, prune
 from fckernel.report import Report
@@ -139,6 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--json", action="store_true", help="print the result as JSON")
     diff.set_defaults(handler=_run_diff)
+    check = commands.add_parser(
+        "check",
+        help="check a .config, an output folder or a vmlinux/Image for Firecracker",
+    )
+    check.add_argument("path", type=Path, metavar="FILE")
+    check.add_argument("--arch", help="x86_64 or aarch64 (default: from the config)")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(handler=_run_check)
+
     cache = commands.add_parser("cache", help="list or prune the cache")
     cache_commands = cache.add_subparsers(required=True, metavar="ACTION")
     cache_list = cache_commands.add_parser("list", help="list cache entries")
@@ -153,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
         "--max-size", metavar="SIZE", help="remove entries until the cache fits (20G)"
     )
     cache_prune.set_defaults(handler=_run_cache_prune)
-    for sub in (build, config, test, boot, features, diff, cache_list, cache_prune):
+    subcommands = (build, config, test, boot, check, features, diff)
+    for sub in (*subcommands, cache_list, cache_prune):
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -352,6 +363,20 @@ def _run_diff(args: argparse.Namespace, terminal: Terminal) -> int:
         for line in result.lines():
             print(line)
     return 0
+
+
+def _run_check(args: argparse.Namespace, terminal: Terminal) -> int:
+    result = check_path(args.path, args.arch)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    for finding in result.findings:
+        if finding.severity == "error":
+            terminal.error(finding.message())
+        else:
+            terminal.warning(finding.message())
+    verdict = "ready" if result.ok else "NOT ready"
+    terminal.info(f"{args.path}: {verdict} for Firecracker on {result.arch}")
+    return int(ExitCode.OK if result.ok else ExitCode.NOT_READY)
 
 
 def _run_cache_list(args: argparse.Namespace, terminal: Terminal) -> int:

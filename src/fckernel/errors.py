@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     BUILD = 4  # make failed
     HOST = 5  # the host lacks a tool, disk space or network access
     TEST = 6  # the kernel booted but a probe failed, or it did not boot
+    NOT_READY = 7  # fckernel check found an error for Firecracker
     INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report SIGINT
 
 

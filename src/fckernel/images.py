@@ -20,6 +20,15 @@ BZIMAGE_MAGIC = b"HdrS"
 BZIMAGE_MAGIC_OFFSET = 0x202
 
 
+FORMAT_NAMES = {
+    "elf-x86_64": "an x86-64 ELF",
+    "elf": "a non-x86-64 ELF",
+    "arm64-image": "an arm64 Image",
+    "bzimage": "a compressed bzImage",
+    "unknown": "an unrecognized",
+}
+
+
 def image_format(path: Path) -> str:
     """Name the format of a kernel image: elf-x86_64, elf, arm64-image, bzimage or
     unknown.
@@ -39,18 +48,22 @@ def image_format(path: Path) -> str:
     return "unknown"
 
 
+def expected_format(arch: Arch) -> tuple[str, str]:
+    """Return the image format Firecracker loads on `arch`, and its description."""
+    if arch.name == "x86_64":
+        return "elf-x86_64", "an uncompressed ELF vmlinux"
+    return "arm64-image", "an arm64 Image"
+
+
 def check_image(path: Path, arch: Arch) -> None:
     """Raise InputError unless `path` is the image format Firecracker loads on
     `arch`: an uncompressed x86-64 ELF vmlinux, or an arm64 Image.
     """
-    if arch.name == "x86_64":
-        expected, description = "elf-x86_64", "an uncompressed ELF vmlinux"
-    else:
-        expected, description = "arm64-image", "an arm64 Image"
+    expected, description = expected_format(arch)
     found = image_format(path)
     if found != expected:
         raise InputError(
-            f"{path} is a {found} file, but Firecracker on {arch.name} loads "
-            f"{description}",
+            f"{path} is {FORMAT_NAMES[found]} file, but Firecracker on "
+            f"{arch.name} loads {description}",
             f"use the {arch.image_path} file of the kernel build",
         )

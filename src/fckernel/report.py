@@ -34,6 +34,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     build: dict[str, Any] = field(default_factory=dict)
+    firecracker_check: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
 
     def count(self, status: Status) -> int:
@@ -64,6 +65,7 @@ class Report:
             "timings": {name: round(t, 3) for name, t in self.timings.items()},
             "build": self.build,
             "artifacts": self.artifacts,
+            "firecracker_check": self.firecracker_check,
             "test": self.test,
         }
 
