@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,28 @@ import pytest
 
 from fckernel.artifacts import KeyInputs, lookup
 from fckernel.build import Job, run_job
-from fckernel.cache import Cache
+from fckernel.cache import TEMP_PREFIX, Cache
 from fckernel.cli import main
 from fckernel.errors import InputError
 from fckernel.prune import list_entries, parse_size, prune
 
 MakeJob = Callable[..., Job]
+
+
+@pytest.fixture
+def tar_job(fake_job: MakeJob, fake_tree: Path, tmp_path: Path) -> MakeJob:
+    """Make jobs on a tarball of the fake tree: only tarball and git sources
+    have a content key, so only they use the artifact cache.
+    """
+    tarball = tmp_path / "linux-6.1.99.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(fake_tree, arcname="linux-6.1.99")
+
+    def make(**overrides: object) -> Job:
+        return fake_job(**{"source": str(tarball), **overrides})
+
+    return make
+
 
 KEY = KeyInputs(
     source_key="abc",
@@ -50,56 +67,67 @@ def test_same_inputs_same_key() -> None:
     assert dataclasses.replace(KEY).key() == KEY.key()
 
 
-def test_output_path_does_not_change_key(fake_job: MakeJob, tmp_path: Path) -> None:
-    first = run_job(fake_job(output=tmp_path / "one"))
-    second = run_job(fake_job(output=tmp_path / "two"))
+def test_output_path_does_not_change_key(tar_job: MakeJob, tmp_path: Path) -> None:
+    first = run_job(tar_job(output=tmp_path / "one"))
+    second = run_job(tar_job(output=tmp_path / "two"))
     assert first.build["artifact_key"] == second.build["artifact_key"]
 
 
-def test_second_build_is_cached(fake_job: MakeJob) -> None:
-    first = run_job(fake_job())
-    second = run_job(fake_job())
+def test_second_build_is_cached(tar_job: MakeJob) -> None:
+    first = run_job(tar_job())
+    second = run_job(tar_job())
     assert first.build["cached"] is False
     assert second.build["cached"] is True
     assert "compile" not in second.timings
     assert second.artifacts == first.artifacts
 
 
-def test_rebuild_compiles_again(fake_job: MakeJob) -> None:
-    run_job(fake_job())
-    report = run_job(fake_job(rebuild=True))
+def test_rebuild_compiles_again(tar_job: MakeJob) -> None:
+    run_job(tar_job())
+    report = run_job(tar_job(rebuild=True))
     assert report.build["cached"] is False
     assert "compile" in report.timings
 
 
-def test_changed_option_misses(fake_job: MakeJob) -> None:
-    first = run_job(fake_job())
-    second = run_job(fake_job(sets=["CONFIG_PLAIN=n"]))
+def test_changed_option_misses(tar_job: MakeJob) -> None:
+    first = run_job(tar_job())
+    second = run_job(tar_job(sets=["CONFIG_PLAIN=n"]))
     assert second.build["cached"] is False
     assert second.build["artifact_key"] != first.build["artifact_key"]
 
 
-def test_half_written_entry_ignored_and_repaired(fake_job: MakeJob) -> None:
-    first = run_job(fake_job())
+def test_folder_source_never_cached(fake_job: MakeJob, fake_tree: Path) -> None:
+    run_job(fake_job())
+    (fake_tree / "fake_vmlinux.sh").write_text(
+        (fake_tree / "fake_vmlinux.sh").read_text().replace("/bin/true", "/bin/false")
+    )
+    job = fake_job()
+    report = run_job(job)
+    assert report.build["cached"] is False
+    assert (job.output / "vmlinux").read_bytes() == Path("/bin/false").read_bytes()
+
+
+def test_half_written_entry_ignored_and_repaired(tar_job: MakeJob) -> None:
+    first = run_job(tar_job())
     key = first.build["artifact_key"]
     cache = Cache()
     entry = cache.root / "artifacts" / key
     (entry / "entry.json").unlink()  # as if the writer died before finishing
     (entry / "vmlinux").write_bytes(b"\x7fELF truncated")
-    leftover = cache.root / "artifacts" / ".tmp-crashed"
+    leftover = cache.root / "artifacts" / f"{TEMP_PREFIX}crashed"
     leftover.mkdir()
     assert lookup(cache, key, "vmlinux") is None
 
-    second = run_job(fake_job())
+    second = run_job(tar_job())
     assert second.build["cached"] is False
     assert second.artifacts == first.artifacts
     assert lookup(cache, key, "vmlinux") is not None
     assert not leftover.exists()
 
 
-def test_prune_keep_and_max_size(fake_job: MakeJob) -> None:
-    run_job(fake_job())
-    run_job(fake_job(sets=["CONFIG_PLAIN=n"]))
+def test_prune_keep_and_max_size(tar_job: MakeJob) -> None:
+    run_job(tar_job())
+    run_job(tar_job(sets=["CONFIG_PLAIN=n"]))
     cache = Cache()
     artifacts = [e for e in list_entries(cache) if e.kind == "artifacts"]
     assert len(artifacts) == 2
@@ -112,8 +140,8 @@ def test_prune_keep_and_max_size(fake_job: MakeJob) -> None:
     assert list_entries(cache) == []
 
 
-def test_prune_skips_locked_entry(fake_job: MakeJob) -> None:
-    report = run_job(fake_job())
+def test_prune_skips_locked_entry(tar_job: MakeJob) -> None:
+    report = run_job(tar_job())
     cache = Cache()
     build_dir = Path(report.build["folder"])
     with cache.lock(build_dir.name):
@@ -141,9 +169,9 @@ def test_parse_size_invalid() -> None:
 
 
 def test_cli_cache_list_and_prune(
-    fake_job: MakeJob, capsys: pytest.CaptureFixture[str]
+    tar_job: MakeJob, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_job(fake_job())
+    run_job(tar_job())
     assert main(["cache", "list"]) == 0
     assert "artifacts" in capsys.readouterr().out
     assert main(["cache", "prune"]) == 1

@@ -13,7 +13,7 @@ import pytest
 from fckernel.cache import Cache
 from fckernel.errors import FetchError, InputError
 from fckernel.fetch import fetch
-from fckernel.source import prepare_source
+from fckernel.source import _prepare_tarball, prepare_source
 
 
 def make_tarball(tree: Path, path: Path, top: str = "linux-6.1.99") -> Path:
@@ -181,10 +181,49 @@ def test_default_source_from_pinned_release(
 
 
 def test_default_source_prefers_cached_series(tarball: Path, cache: Cache) -> None:
-    prepare_source(str(tarball), None, cache)
+    # As if an earlier default job had unpacked the distribution's tarball.
+    _prepare_tarball(tarball, cache, "distribution", str(tarball))
     source = prepare_source(None, "6.1", cache)
     assert source.kind == "cache"
     assert source.version == "6.1.99"
+
+
+def test_user_tarball_never_becomes_default(
+    fake_tree: Path,
+    tmp_path: Path,
+    cache: Cache,
+    http_root: tuple[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    makefile = fake_tree / "Makefile"
+    makefile.write_text(
+        makefile.read_text()
+        .replace("PATCHLEVEL = 1", "PATCHLEVEL = 10")
+        .replace("VERSION = 6", "VERSION = 5")
+    )
+    user_tarball = make_tarball(fake_tree, tmp_path / "patched.tar.gz")
+    assert prepare_source(str(user_tarball), None, cache).series == "5.10"
+    monkeypatch.setenv("FCKERNEL_KERNEL_ORG_MIRROR", http_root[0])
+    with pytest.raises(FetchError, match="HTTP 404"):
+        prepare_source(None, "5.10", cache)
+
+
+def test_tarball_without_top_folder(
+    fake_tree: Path, tmp_path: Path, cache: Cache
+) -> None:
+    flat = tmp_path / "flat.tar"
+    with tarfile.open(flat, "w") as archive:
+        for entry in fake_tree.iterdir():
+            archive.add(entry, arcname=entry.name)
+    first = prepare_source(str(flat), None, cache)
+    second = prepare_source(str(flat), None, cache)
+    assert (first.path / "Kconfig").is_file()
+    assert second.path == first.path
+
+
+def test_git_option_injection_rejected(cache: Cache) -> None:
+    with pytest.raises(InputError, match="expected git\\+URL@REF"):
+        prepare_source("git+--upload-pack=touch /tmp/x@main", None, cache)
 
 
 def test_git_source(fake_tree: Path, cache: Cache) -> None:

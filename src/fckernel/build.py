@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -26,11 +26,13 @@ from fckernel.cache import (
     atomic_copy,
     atomic_write,
     check_free_space,
+    sha256_bytes,
     sha256_file,
 )
 from fckernel.dotconfig import (
     ConfigFile,
     format_config,
+    is_valid_symbol,
     parse_assignment,
     parse_config,
     read_config,
@@ -42,9 +44,11 @@ from fckernel.errors import (
     InputError,
     Interrupted,
     UnmetRequestsError,
+    host_error_from,
 )
 from fckernel.fccheck import check_config
 from fckernel.features import Feature, select_features
+from fckernel.fetch import check_sha256
 from fckernel.images import check_image
 from fckernel.kconfig import SymbolIndex, scan_symbols
 from fckernel.make import (
@@ -83,6 +87,7 @@ class Events(Protocol):
     def phase_finished(self, name: str, seconds: float) -> None: ...
     def compile_progress(self, done: int, expected: int | None) -> None: ...
     def warning(self, message: str) -> None: ...
+    def info(self, message: str) -> None: ...
 
 
 class QuietEvents:
@@ -98,6 +103,9 @@ class QuietEvents:
         pass
 
     def warning(self, message: str) -> None:
+        pass
+
+    def info(self, message: str) -> None:
         pass
 
 
@@ -128,6 +136,7 @@ class Job:
     cache_root: Path | None = None
 
     def __post_init__(self) -> None:
+        self._check_values()
         arch = self.resolved_arch()
         self.selected, self.feature_warnings = select_features(
             self.features, self.default_features, arch.name
@@ -139,9 +148,43 @@ class Job:
         if self.jobs is not None and self.jobs < 1:
             raise InputError(f"--jobs {self.jobs}: must be 1 or more")
 
+    def _check_values(self) -> None:
+        for option, value in (
+            ("--arch", self.arch),
+            ("--base", self.base),
+            ("--source", self.source),
+        ):
+            if value is not None and not value.strip():
+                raise InputError(
+                    f"{option} is empty", f"give {option} a value or leave it out"
+                )
+        for option, digest, spec in (
+            ("--base-sha256", self.base_sha256, self.base),
+            ("--source-sha256", self.source_sha256, self.source),
+        ):
+            if digest is None:
+                continue
+            check_sha256(digest, option)
+            if not (spec or "").startswith(("https://", "http://")):
+                raise InputError(
+                    f"{option} applies only to a URL, and {spec or 'the default'} "
+                    "is not one",
+                    f"leave out {option}, or pass a URL",
+                )
+        for symbol in self.allow_unmet:
+            if not is_valid_symbol(symbol.removeprefix("CONFIG_")):
+                raise InputError(
+                    f"--allow-unmet {symbol!r} is not a symbol name",
+                    "write it like CONFIG_SERIO_GSCPS2",
+                )
+
     def resolved_arch(self) -> Arch:
         if self.arch:
             return get_arch(self.arch)
+        if self.base and Path(self.base).is_file():
+            named = _config_arch(Path(self.base))
+            if named:
+                return get_arch(named)
         if self.base and "aarch64" in Path(self.base).name:
             return get_arch("aarch64")
         if self.base and "x86_64" in Path(self.base).name:
@@ -166,7 +209,7 @@ class Job:
             ]
         for number, text in enumerate(self.sets, start=1):
             symbol, value = parse_assignment(text, f"--set #{number}")
-            requests.append(Request(symbol, value, "--set"))
+            requests.append(Request(symbol, value, f"--set #{number}"))
         return requests
 
 
@@ -193,11 +236,22 @@ class _Pipeline:
 
     def run(self) -> Report:
         check_environment()
-        self.output.check()
-        staging = self.output.stage()
+        with self.cache.lock(
+            "output-" + sha256_bytes(str(self.output.path).encode())[:16],
+            f"waiting for another fckernel writing {self.output.path}",
+        ):
+            self.output.check()
+            try:
+                self._run_staged()
+            finally:
+                self._finish()
+        return self.report
+
+    def _run_staged(self) -> None:
         try:
-            with (staging / "build.log").open("w") as log:
-                self._run_phases(staging, log)
+            staging = self.output.stage()
+            with ExitStack() as held, (staging / "build.log").open("w") as log:
+                self._run_phases(staging, log, held)
             self.report.status = "ok"
             self.report.exit_code = 0
         except FckernelError as error:
@@ -208,20 +262,33 @@ class _Pipeline:
             raise Interrupted(
                 "interrupted; the output folder was not changed"
             ) from error
-        finally:
-            self._finish()
-        return self.report
+        except OSError as error:
+            failure = host_error_from(error)
+            self._record_failure(failure)
+            raise failure from error
 
-    def _run_phases(self, staging: Path, log: IO[str]) -> None:
+    def _run_phases(self, staging: Path, log: IO[str], held: ExitStack) -> None:
         for warning in self.job.feature_warnings:
             self._warn(warning)
         merged, conflicts = merge_requests(self.job.requests)
         self._record_conflicts(conflicts)
+        requested = {request.symbol for request in merged}
+        for symbol in self.job.allow_unmet:
+            if symbol not in requested:
+                self._warn(f"--allow-unmet CONFIG_{symbol}: nothing requests it")
 
         with self._phase("base", self.job.base or default_base_name(self.arch)):
             base = self._load_base()
         with self._phase("source", self.job.source or f"series {base.series}"):
             source = self._prepare_source(base)
+        if source.cache_entry is not None:
+            # Keeps `fckernel cache prune` away from the tree while it is in use.
+            held.enter_context(
+                self.cache.lock(
+                    f"source-{source.cache_entry}",
+                    f"waiting for another fckernel using {source.spec}",
+                )
+            )
         with self._phase("index", "reading Kconfig symbols"):
             index = self._symbol_index(source)
         check_types(merged, index)
@@ -267,6 +334,9 @@ class _Pipeline:
                 f"{base.spec} is for {base.series}; expect more unmet requests"
             )
         self.report.inputs["source"] = source.to_json()
+        self.events.info(
+            f"source: Linux {source.version} from {source.spec} ({source.kind})"
+        )
         self.report.inputs["fragments"] = [
             {"path": str(path), "sha256": sha256_file(path)}
             for path in self.job.fragments
@@ -330,7 +400,9 @@ class _Pipeline:
         self.report.outcomes = outcomes
         failed = self.report.failed_outcomes()
         if failed:
-            names = ", ".join(f"CONFIG_{o.request.symbol}" for o in failed)
+            names = ", ".join(f"CONFIG_{o.request.symbol}" for o in failed[:10])
+            if len(failed) > 10:
+                names += f" and {len(failed) - 10} more"
             raise UnmetRequestsError(
                 f"{len(failed)} requested option(s) did not take: {names}",
                 "see the report for each reason; pass --allow-unmet CONFIG_X "
@@ -359,9 +431,11 @@ class _Pipeline:
         self.report.build["artifact_key"] = key
         os.utime(context.build_dir)  # marks the folder as recently used
 
-        cached = (
-            None if self.job.rebuild else lookup(self.cache, key, self.arch.image_name)
-        )
+        # A folder's key is its path, not its content, so its images are not cached.
+        use_cache = source.kind != "directory"
+        cached = None
+        if use_cache and not self.job.rebuild:
+            cached = lookup(self.cache, key, self.arch.image_name)
         if cached is not None:
             with self._phase("collect", "cached image"):
                 self.report.build["cached"] = True
@@ -372,9 +446,9 @@ class _Pipeline:
         with self._phase("collect", str(self.output.path)):
             image = context.build_dir / self.arch.image_path
             self._collect(image, staging)
-            store(
-                self.cache, key, image, {"kernel_version": self.report.kernel_version}
-            )
+            if use_cache:
+                meta = {"kernel_version": self.report.kernel_version}
+                store(self.cache, key, image, meta)
 
     def _compile(self, context: MakeContext, log: IO[str]) -> None:
         fresh = not (context.build_dir / self.arch.image_path).exists()
@@ -447,6 +521,11 @@ class _Pipeline:
         return done
 
     def _collect(self, image: Path, staging: Path) -> None:
+        if not image.is_file():
+            raise BuildError(
+                f"make finished but wrote no {image}",
+                f"the whole output is in {self.output.path / 'build.log'}",
+            )
         check_image(image, self.arch)
         target = staging / self.arch.image_name
         atomic_copy(image, target)
@@ -469,7 +548,10 @@ class _Pipeline:
         self.report.test = result.to_json()
         self.report.test["log"] = str(self.output.path / TEST_LOG)
         if not result.passed:
-            raise result.failure_error()
+            error = result.failure_error()
+            if error.hint:
+                error.hint = error.hint.replace(str(staging), str(self.output.path))
+            raise error
 
     @contextmanager
     def _phase(self, name: str, detail: str) -> Iterator[None]:
@@ -502,10 +584,27 @@ class _Pipeline:
         self.report.exit_code = int(error.exit_code)
 
     def _finish(self) -> None:
-        if self.report.status == "interrupted" or self.output.staging is None:
+        staging = self.output.staging
+        configured = staging is not None and (staging / "config").is_file()
+        if self.report.status == "interrupted" or not configured:
+            # Failed before a config existed: the earlier output stays as it was.
             self.output.discard()
             return
         self.output.publish(self.report.dumps())
+
+
+def _config_arch(path: Path) -> str | None:
+    """Return the arch a local config file is for, from its X86_64/ARM64 lines."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("CONFIG_X86_64=y"):
+                    return "x86_64"
+                if line.startswith("CONFIG_ARM64=y"):
+                    return "aarch64"
+    except OSError:
+        return None
+    return None
 
 
 def _require_pahole() -> None:

@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from fckernel.errors import HostError
 
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = ".fckernel-tmp-"
 LOCK_POLL_SECONDS = 0.5
 HASH_CHUNK_BYTES = 1 << 20
 

@@ -17,7 +17,7 @@ from fckernel.boottest import boot_interactive
 from fckernel.build import Job, run_job
 from fckernel.cache import Cache
 from fckernel.diff import diff_configs, load_for_diff
-from fckernel.errors import ExitCode, FckernelError, InputError
+from fckernel.errors import ExitCode, FckernelError, InputError, host_error_from
 from fckernel.fccheck import check_path
 from fckernel.features import load_features
 from fckernel.prune import format_size, list_entries, parse_size, prune
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
     terminal = Terminal(quiet=getattr(args, "json", False))
     try:
         return int(args.handler(args, terminal))
@@ -50,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         terminal.error("interrupted")
         return int(ExitCode.INTERRUPTED)
+    except OSError as error:
+        failure = host_error_from(error)
+        terminal.error(str(failure))
+        if args.debug:
+            traceback.print_exc()
+        return int(failure.exit_code)
     finally:
         terminal.close()
 
@@ -312,16 +319,20 @@ def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
         ccache=args.ccache,
     )
     report: Report | None = None
+    started = time.time()
     try:
         report = run_job(job, terminal)
     finally:
-        _print_report(args, terminal, job)
+        _print_report(args, terminal, job, started)
     return int(report.exit_code or 0)
 
 
-def _print_report(args: argparse.Namespace, terminal: Terminal, job: Job) -> None:
+def _print_report(
+    args: argparse.Namespace, terminal: Terminal, job: Job, started: float
+) -> None:
+    """Print the report this run wrote; an older one in the folder is not it."""
     path = job.output / "report.json"
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_mtime < started:
         return
     data = json.loads(path.read_text())
     if args.json:

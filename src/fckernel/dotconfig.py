@@ -23,7 +23,9 @@ from pathlib import Path
 from fckernel.errors import InputError
 
 _ASSIGNMENT = re.compile(r"CONFIG_(?P<symbol>[A-Za-z0-9_]+)=(?P<value>.*)")
-_NOT_SET = re.compile(r"#\s*CONFIG_(?P<symbol>[A-Za-z0-9_]+) is not set\s*")
+# Kconfig's own reader compares only "is not set" after the symbol, so a note
+# after it still makes the line an assignment of n.
+_NOT_SET = re.compile(r"#\s*CONFIG_(?P<symbol>[A-Za-z0-9_]+) is not set.*")
 _BARE_ASSIGNMENT = re.compile(r"(?P<symbol>[A-Z][A-Z0-9_]*)\s*=\s*(?P<value>.*)")
 _SPACED_ASSIGNMENT = re.compile(r"CONFIG_[A-Za-z0-9_]+\s+=|CONFIG_[A-Za-z0-9_]+=\s")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -74,3 +75,19 @@ class Interrupted(FckernelError):
     """The user pressed Ctrl-C or the process received SIGTERM."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+def host_error_from(error: OSError) -> HostError:
+    """Describe a failed file operation as one line that names the path."""
+    path = error.filename or "a file"
+    if error.errno == errno.ENOSPC:
+        return HostError(
+            f"the disk is full: cannot write {path}",
+            "free some space, or point FCKERNEL_CACHE or -o at a larger disk",
+        )
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return HostError(
+            f"permission denied: cannot write {path}",
+            "choose an output folder and FCKERNEL_CACHE that you can write",
+        )
+    return HostError(f"{path}: {error.strerror or error}")

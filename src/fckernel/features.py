@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fckernel.arch import ARCHES
+from fckernel.dotconfig import VALUE_HELP, is_valid_symbol, is_valid_value
 from fckernel.errors import InputError
 
 _FEATURE_KEYS = {"description", "default", "arches", "options", "probes"}
@@ -70,7 +71,12 @@ def load_features() -> dict[str, Feature]:
 def load_feature_file(path: Path) -> Feature:
     """Load a user's feature file; its name is the file name without `.toml`."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"feature file {path} is not a text file",
+            "pass a TOML feature file (see `fckernel features`)",
+        ) from error
     except OSError as error:
         raise InputError(
             f"cannot read feature file {path}: {error.strerror}",
@@ -95,7 +101,10 @@ def select_features(
         chosen.update((name, f) for name, f in known.items() if f.default)
     for name in names:
         feature = _lookup(name, known)
-        chosen.setdefault(feature.name, feature)
+        if feature.path is not None:
+            chosen[feature.name] = feature  # a user's file replaces a built-in
+        else:
+            chosen.setdefault(feature.name, feature)
 
     warnings = [
         f"feature {f.name!r} does not apply to {arch} and is skipped"
@@ -128,7 +137,19 @@ def _parse_feature(name: str, text: str, origin: str) -> Feature:
         isinstance(value, str) for value in options.values()
     ):
         raise InputError(f'{origin}: [options] must map symbols to strings such as "y"')
-    arches = tuple(data.get("arches", ARCHES))
+    for symbol, value in options.items():
+        if not is_valid_symbol(_bare_symbol(symbol)) or not is_valid_value(value):
+            raise InputError(
+                f"{origin}: invalid option {symbol} = {value!r}",
+                "keys are symbol names such as NET_SCH_FQ_CODEL; " + VALUE_HELP,
+            )
+    arches = data.get("arches", list(ARCHES))
+    probes = data.get("probes", [])
+    if not isinstance(arches, list) or not isinstance(probes, list):
+        raise InputError(
+            f"{origin}: arches must be a list and probes an array of tables",
+            'write arches = ["x86_64"] and [[probes]] sections',
+        )
     for arch in arches:
         if arch not in ARCHES:
             raise InputError(f"{origin}: unknown arch {arch!r} in arches")
@@ -137,13 +158,15 @@ def _parse_feature(name: str, text: str, origin: str) -> Feature:
         name=name,
         description=str(data.get("description", "")),
         default=bool(data.get("default", False)),
-        arches=arches,
+        arches=tuple(arches),
         options={_bare_symbol(symbol): value for symbol, value in options.items()},
-        probes=tuple(_parse_probe(p, origin) for p in data.get("probes", [])),
+        probes=tuple(_parse_probe(p, origin) for p in probes),
     )
 
 
 def _parse_probe(data: dict[str, Any], origin: str) -> Probe:
+    if not isinstance(data, dict):
+        raise InputError(f"{origin}: each [[probes]] entry must be a table")
     _reject_unknown_keys(data, _PROBE_KEYS, f"{origin}: probe")
     if "name" not in data or "run" not in data:
         raise InputError(f"{origin}: every [[probes]] entry needs name and run")

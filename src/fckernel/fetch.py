@@ -23,8 +23,9 @@ from fckernel.cache import TEMP_PREFIX, Cache
 from fckernel.errors import FetchError, InputError
 
 CONNECT_TIMEOUT_SECONDS = 15
-READ_TIMEOUT_SECONDS = 60
-RETRIES = 3
+# Seconds without a byte from the server; a stalled transfer fails after this.
+READ_TIMEOUT_SECONDS = 30
+RETRIES = 2
 CHUNK_BYTES = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -113,6 +114,7 @@ def _check_scheme(url: str, sha256: str | None) -> None:
 def _session() -> requests.Session:
     retry = Retry(
         total=RETRIES,
+        read=1,
         backoff_factor=1.0,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=("GET",),
@@ -131,8 +133,14 @@ def _fetch_error(url: str, error: requests.RequestException, label: str) -> Fetc
     response = getattr(error, "response", None)
     if response is not None and response.status_code:
         reason = f"the server answered HTTP {response.status_code}"
-    elif isinstance(error, requests.Timeout):
-        reason = "the connection timed out"
+    elif isinstance(error, requests.exceptions.RetryError):
+        reason = f"the server kept answering with an error after {RETRIES} retries"
+    elif isinstance(error, requests.Timeout) or "timed out" in str(error):
+        reason = "the server did not answer in time"
+    elif isinstance(error, requests.exceptions.ChunkedEncodingError):
+        reason = "the connection closed before the whole file arrived"
+    elif isinstance(error, requests.ConnectionError):
+        reason = "cannot connect to the server"
     else:
         reason = f"the transfer failed ({type(error).__name__})"
     return FetchError(

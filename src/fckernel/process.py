@@ -8,6 +8,7 @@ the last lines stay in memory, for the error message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -122,8 +123,11 @@ def stop_process_group(process: subprocess.Popen[str]) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=TERMINATE_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
+    except (subprocess.TimeoutExpired, ProcessLookupError):
         pass
+    finally:
+        # Also reached when a second Ctrl-C interrupts the grace wait.
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

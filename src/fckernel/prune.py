@@ -19,7 +19,9 @@ from fckernel.cache import TEMP_PREFIX, Cache, remove
 from fckernel.errors import InputError
 
 KINDS = ("artifacts", "build", "sources", "downloads", "configs", "index", "initramfs")
-_SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)i?B?", re.I)
+_SIZE = re.compile(
+    r"(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])(?:iB|B)?|B)?", re.I
+)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -51,8 +53,12 @@ def list_entries(cache: Cache) -> list[Entry]:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if not path.name.startswith(TEMP_PREFIX):
+            if path.name.startswith(TEMP_PREFIX):
+                continue
+            try:
                 entries.append(Entry(kind, path, _size(path), _last_use(path)))
+            except FileNotFoundError:
+                continue  # removed by another fckernel while listing
     return sorted(entries, key=lambda entry: entry.used, reverse=True)
 
 
@@ -63,7 +69,7 @@ def parse_size(text: str) -> int:
         raise InputError(
             f"--max-size {text!r} is not a size", "write it like 500M, 20G or 1T"
         )
-    return int(float(match["number"]) * _UNITS[match["unit"].upper()])
+    return int(float(match["number"]) * _UNITS[(match["unit"] or "").upper()])
 
 
 def prune(
@@ -103,8 +109,8 @@ def _remove_unless_busy(cache: Cache, entry: Entry) -> bool:
 
 
 def _size(path: Path) -> int:
-    if not path.is_dir():
-        return path.stat().st_size
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
     total = 0
     for folder, _, files in os.walk(path):
         for name in files:
@@ -117,8 +123,8 @@ def _last_use(path: Path) -> float:
     """Return the entry's last use: the newest mtime of the entry and its top
     level, which fckernel touches when it uses an entry.
     """
-    times = [path.stat().st_mtime]
-    if path.is_dir():
+    times = [path.lstat().st_mtime]
+    if path.is_dir() and not path.is_symlink():
         times += [child.stat().st_mtime for child in path.iterdir()]
     return max(times)
 

@@ -30,6 +30,9 @@ from fckernel.fetch import check_sha256, fetch, fetch_text
 from fckernel.process import capture, run
 
 SOURCE_META = ".fckernel-source.json"
+# Kinds of source that fckernel chose by itself, and may choose again from the
+# cache when no --source is given.
+DEFAULT_KINDS = ("distribution", "kernel.org")
 KERNEL_ORG_VARIABLE = "FCKERNEL_KERNEL_ORG_MIRROR"
 TARBALL_SUFFIXES = (".tar", ".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar.zst")
 # An unpacked tree takes about ten times its xz tarball (6.1: 138 MB to 1.4 GB).
@@ -51,6 +54,7 @@ class Source:
     key: str
     version: str
     sha256: str | None = None
+    cache_entry: str | None = None  # its folder under sources/, when cached
 
     @property
     def series(self) -> str:
@@ -80,6 +84,11 @@ def prepare_source(
     if spec.startswith(("https://", "http://")):
         digest = check_sha256(sha256, "--source-sha256") if sha256 else None
         return _prepare_url(spec, digest, cache)
+    if "://" in spec:
+        raise InputError(
+            f"--source {spec}: unsupported URL scheme",
+            "use an https:// tarball URL or git+URL@REF",
+        )
     path = Path(spec)
     if path.is_dir():
         return _prepare_directory(spec, path)
@@ -149,12 +158,13 @@ def _prepare_tarball(
         if not (target / SOURCE_META).is_file():
             cleanup_temps(sources)
             check_free_space(sources, tarball.stat().st_size * UNPACK_FACTOR, spec)
-            _unpack(tarball, target, cache, spec)
-    tree = _single_tree(target)
-    return Source(tree, kind, spec, digest, kernel_version(tree), digest)
+            _unpack(tarball, target, cache, spec, kind)
+    meta = json.loads((target / SOURCE_META).read_text())
+    tree = (target / meta["tree"]).resolve()
+    return Source(tree, kind, spec, digest, kernel_version(tree), digest, digest)
 
 
-def _unpack(tarball: Path, target: Path, cache: Cache, spec: str) -> None:
+def _unpack(tarball: Path, target: Path, cache: Cache, spec: str, kind: str) -> None:
     temp = cache.temp_dir(target.parent)
     try:
         try:
@@ -166,6 +176,7 @@ def _unpack(tarball: Path, target: Path, cache: Cache, spec: str) -> None:
                 "the archive is corrupt, unsafe or not a tarball; download it again",
             ) from error
         tree = _single_tree(temp)
+        tree_name = tree.name if tree != temp else "."
         try:
             version = check_kernel_tree(tree)
         except InputError as error:
@@ -174,7 +185,7 @@ def _unpack(tarball: Path, target: Path, cache: Cache, spec: str) -> None:
                 + error.message.split("(", 1)[-1].rstrip(")"),
                 "pass a kernel source tarball such as linux-6.1.tar.xz",
             ) from error
-        meta = {"version": version, "spec": spec, "tree": tree.name}
+        meta = {"version": version, "spec": spec, "tree": tree_name, "kind": kind}
         (temp / SOURCE_META).write_text(json.dumps(meta))
         remove(target)
         temp.rename(target)
@@ -200,11 +211,13 @@ def _single_tree(folder: Path) -> Path:
     return folder
 
 
-def _prepare_url(url: str, sha256: str | None, cache: Cache) -> Source:
+def _prepare_url(
+    url: str, sha256: str | None, cache: Cache, kind: str = "url"
+) -> Source:
     if sha256 is None:
         sha256 = _kernel_org_checksum(url)
     path, digest = fetch(url, cache, sha256, label="kernel source download")
-    return _prepare_tarball(path, cache, "url", url, digest)
+    return _prepare_tarball(path, cache, kind, url, digest)
 
 
 def _kernel_org_checksum(url: str) -> str:
@@ -242,7 +255,7 @@ def _is_kernel_org(folder: str) -> bool:
 
 def _prepare_git(spec: str, cache: Cache) -> Source:
     url, _, ref = spec.removeprefix("git+").rpartition("@")
-    if not url or not ref:
+    if not url or not ref or url.startswith("-") or ref.startswith("-"):
         raise InputError(
             f"--source {spec}: expected git+URL@REF",
             "for example git+https://example.org/linux.git@v6.1",
@@ -258,7 +271,8 @@ def _prepare_git(spec: str, cache: Cache) -> Source:
             _clone(url, ref, target, cache, spec)
     meta = json.loads((target / SOURCE_META).read_text())
     tree = target / meta["tree"]
-    return Source(tree, "git", spec, "git-" + meta["commit"], kernel_version(tree))
+    key = "git-" + meta["commit"]
+    return Source(tree, "git", spec, key, kernel_version(tree), None, ref_key)
 
 
 def _clone(url: str, ref: str, target: Path, cache: Cache, spec: str) -> None:
@@ -267,14 +281,15 @@ def _clone(url: str, ref: str, target: Path, cache: Cache, spec: str) -> None:
     try:
         steps = [
             ["git", "init", "-q", str(tree)],
-            ["git", "-C", str(tree), "fetch", "-q", "--depth", "1", url, ref],
+            ["git", "-C", str(tree), "fetch", "-q", "--depth", "1", "--", url, ref],
             ["git", "-C", str(tree), "checkout", "-q", "FETCH_HEAD"],
         ]
         for command in steps:
             result = run(command)
             if not result.ok:
                 raise FetchError(
-                    f"git failed for --source {spec}: {result.tail[-1:]}",
+                    f"git failed for --source {spec}: "
+                    + (result.tail[-1] if result.tail else f"exit {result.returncode}"),
                     "check the repository URL and that REF is a branch, tag or commit",
                 )
         commit = (capture(["git", "-C", str(tree), "rev-parse", "HEAD"]) or "").strip()
@@ -304,19 +319,26 @@ def _default_source(series: str | None, cache: Cache) -> Source:
 
 
 def _cached_source(series: str, cache: Cache) -> Source | None:
-    """Return the most recently prepared cached tree of `series`, if any."""
+    """Return the most recently prepared default tree of `series`, if any.
+
+    Only trees that an earlier default choice prepared count, so a tarball the
+    user passed once with --source never becomes the default.
+    """
     candidates = []
     for meta_path in cache.folder("sources").glob(f"*/{SOURCE_META}"):
         meta = json.loads(meta_path.read_text())
+        if meta.get("kind") not in DEFAULT_KINDS:
+            continue
         if ".".join(meta["version"].split(".")[:2]) == series:
             candidates.append((meta_path.stat().st_mtime, meta_path.parent, meta))
     if not candidates:
         return None
     _, folder, meta = max(candidates, key=lambda item: item[0])
-    tree = folder / meta["tree"]
+    tree = (folder / meta["tree"]).resolve()
     key = "git-" + meta["commit"] if "commit" in meta else folder.name
     sha256 = None if "commit" in meta else folder.name
-    return Source(tree, "cache", meta["spec"], key, kernel_version(tree), sha256)
+    version = kernel_version(tree)
+    return Source(tree, "cache", meta["spec"], key, version, sha256, folder.name)
 
 
 def _kernel_org_source(series: str, cache: Cache) -> Source:
@@ -329,7 +351,7 @@ def _kernel_org_source(series: str, cache: Cache) -> Source:
     version = releases[series]
     major = version.split(".")[0]
     url = f"{_kernel_org_base()}/v{major}.x/linux-{version}.tar.xz"
-    return _prepare_url(url, None, cache)
+    return _prepare_url(url, None, cache, kind="kernel.org")
 
 
 def _kernel_org_base() -> str:

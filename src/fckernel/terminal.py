@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status as Spinner
 
 PROGRESS_INTERVAL_SECONDS = 0.2
@@ -41,7 +42,7 @@ class Terminal:
     def phase_finished(self, name: str, seconds: float) -> None:
         self._stop_spinner()
         if not self.quiet:
-            self.console.print(f"I: {name} done in {seconds:.1f} s")
+            self.console.print(f"I: {name} done in {seconds:.1f} s", markup=False)
 
     def compile_progress(self, done: int, expected: int | None) -> None:
         now = time.monotonic()
@@ -52,28 +53,28 @@ class Terminal:
         self.spinner.update(f"compile: {done}{estimate} files compiled")
 
     def warning(self, message: str) -> None:
-        self.console.print(f"[yellow]W:[/] {message}", markup=True, highlight=False)
+        self._stop_spinner()
+        self.console.print(f"[yellow]W:[/] {escape(message)}", markup=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"I: {message}")
+            self.console.print(f"I: {message}", markup=False)
 
     def error(self, message: str) -> None:
         self._stop_spinner()
-        self.console.print(f"[red]E:[/] {_escape(message)}", markup=True)
+        self.console.print(f"[red]E:[/] {escape(message)}", markup=True)
 
     def requests_table(self, requests: list[dict[str, Any]]) -> None:
+        self._stop_spinner()
         if self.quiet:
             return
         for request in requests:
             status = request["status"]
             style = STATUS_STYLES.get(status, "")
-            line = (
-                f"  [{style}]{status:9}[/] CONFIG_{request['symbol']}="
-                f"{request['requested']}"
-            )
+            assignment = escape(f"CONFIG_{request['symbol']}={request['requested']}")
+            line = f"  [{style}]{status:9}[/] {assignment}"
             if status in ("unmet", "unknown", "promoted") and request["reason"]:
-                line += f"  ({_escape(request['reason'])})"
+                line += f"  ({escape(request['reason'])})"
             if request["allowed_unmet"]:
                 line += "  \\[allowed]"
             self.console.print(line, markup=True, highlight=False)
@@ -89,7 +90,7 @@ class Terminal:
             )
             if not passed:
                 detail = probe["reason"] or (probe["output"] or "").strip()
-                line += f"  ({_escape(detail.splitlines()[-1] if detail else '')})"
+                line += f"  ({escape(detail.splitlines()[-1] if detail else '')})"
             self.console.print(line, markup=True, highlight=False)
         self.info(
             f"boot test: {test['runner']}, init after {test['seconds_to_init']} s, "
@@ -104,7 +105,3 @@ class Terminal:
         if self.spinner is not None:
             self.spinner.stop()
             self.spinner = None
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")

@@ -1,0 +1,199 @@
+"""Bad input and faults: one clear message, nothing of the user's lost."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fckernel.build import Job, run_job
+from fckernel.cli import main
+from fckernel.dotconfig import parse_config
+from fckernel.errors import BuildError, ExitCode, InputError, host_error_from
+from fckernel.features import load_feature_file, select_features
+from fckernel.prune import parse_size
+
+MakeJob = Callable[..., Job]
+
+
+def fake_args(tree: Path, base: Path, output: Path) -> list[str]:
+    return [
+        "--source",
+        str(tree),
+        "--base",
+        str(base),
+        "--no-default-features",
+        "-o",
+        str(output),
+    ]
+
+
+def test_hidden_user_file_in_output_kept(fake_job: MakeJob) -> None:
+    job = fake_job()
+    job.output.mkdir()
+    (job.output / ".tmp-notes").write_text("mine")
+    with pytest.raises(InputError, match="contains files fckernel did not write"):
+        run_job(job)
+    assert (job.output / ".tmp-notes").read_text() == "mine"
+
+
+def test_early_failure_prints_no_old_report(
+    fake_tree: Path,
+    fake_base: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = fake_args(fake_tree, fake_base, tmp_path / "o")
+    assert main(["build", *args, "--set", "CONFIG_PLAIN=y"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("ARCH", "arm64")
+    assert main(["build", *args, "--json", "--set", "CONFIG_PLAIN=n"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "environment variable ARCH is set" in captured.err
+
+
+def test_failure_before_configure_keeps_output(
+    fake_job: MakeJob, tmp_path: Path
+) -> None:
+    good = fake_job()
+    run_job(good)
+    before = {p.name: p.read_bytes() for p in good.output.iterdir()}
+    with pytest.raises(InputError, match="no such file or folder"):
+        run_job(fake_job(source=str(tmp_path / "missing")))
+    assert {p.name: p.read_bytes() for p in good.output.iterdir()} == before
+
+
+def test_unwritable_cache_is_one_line(
+    fake_tree: Path,
+    fake_base: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FCKERNEL_CACHE", str(blocker / "cache"))
+    code = main(["config", *fake_args(fake_tree, fake_base, tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == ExitCode.HOST
+    assert "Traceback" not in err
+    assert str(blocker) in err
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        (errno.ENOSPC, "the disk is full: cannot write /o/vmlinux"),
+        (errno.EACCES, "permission denied: cannot write /o/vmlinux"),
+        (errno.EROFS, "permission denied: cannot write /o/vmlinux"),
+    ],
+)
+def test_file_errors_named(number: int, message: str) -> None:
+    error = host_error_from(OSError(number, os.strerror(number), "/o/vmlinux"))
+    assert error.message == message
+    assert error.exit_code == ExitCode.HOST
+
+
+def test_markup_in_values_printed_plainly(
+    fake_tree: Path, fake_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = fake_args(fake_tree, fake_base, tmp_path / "o")
+    assert main(["config", *args, "--set", 'CONFIG_NAME="[/]"']) == 0
+    assert 'CONFIG_NAME="[/]"' in capsys.readouterr().err
+
+
+def test_binary_feature_file(tmp_path: Path) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"\x7fELF\xff\xfe")
+    with pytest.raises(InputError, match="is not a text file"):
+        load_feature_file(path)
+
+
+def test_feature_option_cannot_inject_lines(tmp_path: Path) -> None:
+    path = tmp_path / "evil.toml"
+    path.write_text('[options]\n"PLAIN=y\\nCONFIG_FAIL_BUILD" = "y"\n')
+    with pytest.raises(InputError, match="invalid option"):
+        load_feature_file(path)
+
+
+def test_feature_arches_must_be_list(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('arches = "x86_64"\n')
+    with pytest.raises(InputError, match="arches must be a list"):
+        load_feature_file(path)
+
+
+def test_user_feature_file_replaces_builtin(tmp_path: Path) -> None:
+    folder = tmp_path / "my"
+    folder.mkdir()
+    (folder / "iptables.toml").write_text('[options]\nVETH = "y"\n')
+    features, _ = select_features(
+        [str(folder / "iptables.toml")], with_defaults=True, arch="x86_64"
+    )
+    chosen = {f.name: f for f in features}
+    assert chosen["iptables"].options == {"VETH": "y"}
+
+
+def test_not_set_line_with_note_still_counts() -> None:
+    config = parse_config("# CONFIG_PLAIN is not set (not needed)\n")
+    assert config.get("PLAIN") == "n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"base_sha256": "xyz"}, "is not a sha256 digest"),
+        ({"base_sha256": "a" * 64}, "--base-sha256 applies only to a URL"),
+        ({"source_sha256": "b" * 64}, "--source-sha256 applies only to a URL"),
+        ({"arch": ""}, "--arch is empty"),
+        ({"base": " "}, "--base is empty"),
+        ({"allow_unmet": ["garbage=1"]}, "is not a symbol name"),
+        ({"jobs": 0}, "must be 1 or more"),
+    ],
+)
+def test_invalid_job_fields(
+    fake_job: MakeJob, fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        fake_job(**fields)
+
+
+def test_allow_unmet_not_requested_warns(fake_job: MakeJob) -> None:
+    report = run_job(fake_job(allow_unmet=["CONFIG_OTHER"]))
+    assert "--allow-unmet CONFIG_OTHER: nothing requests it" in report.warnings
+
+
+def test_make_without_image_is_build_error(fake_job: MakeJob, fake_tree: Path) -> None:
+    script = fake_tree / "fake_vmlinux.sh"
+    script.write_text(script.read_text().replace('cp /bin/true "$out/vmlinux"', ""))
+    with pytest.raises(BuildError, match="make finished but wrote no"):
+        run_job(fake_job())
+
+
+def test_base_arch_read_from_content(tmp_path: Path, fake_tree: Path) -> None:
+    base = tmp_path / "base-arm.config"
+    base.write_text("CONFIG_ARM64=y\n")
+    job = Job(output=tmp_path / "o", base=str(base), source=str(fake_tree))
+    assert job.resolved_arch().name == "aarch64"
+
+
+def test_many_unknown_requests_capped(fake_job: MakeJob, tmp_path: Path) -> None:
+    fragment = tmp_path / "many.config"
+    fragment.write_text("".join(f"CONFIG_NOPE_{i}=y\n" for i in range(50)))
+    with pytest.raises(Exception) as caught:
+        run_job(fake_job(fragments=[fragment]))
+    assert "and 40 more" in str(caught.value)
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["summary"]["unknown"] == 50
+
+
+@pytest.mark.parametrize("text", ["", "5iB", "lots", "-1G"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(InputError):
+        parse_size(text)
