@@ -18,7 +18,7 @@ from fckernel.build import Job, run_job
 from fckernel.dotconfig import read_config
 from fckernel.errors import HostError, UnmetRequestsError
 
-from .conftest import LINUX_61, firecracker_configs, require
+from .conftest import LINUX_61, LINUX_612, firecracker_configs, require
 from .test_features import DEFAULT_ADDITIONS
 
 pytestmark = pytest.mark.tree
@@ -122,22 +122,77 @@ def test_removed_and_misspelt_symbols_unknown(tmp_path: Path, real_env: Path) ->
     results = outcomes(job.output)
     for symbol in ("NF_NAT_IPV4", "MEMCG_SWAP", "NETFILTER_XT_MATCH_COMENT"):
         assert results[symbol]["status"] == "unknown", symbol
-        assert results[symbol]["reason"] == (
-            f"CONFIG_{symbol} does not exist in this kernel"
+    assert "removed in Linux 5.1; request CONFIG_NF_NAT and CONFIG_IP_NF_NAT" in str(
+        results["NF_NAT_IPV4"]["reason"]
+    )
+    assert "request CONFIG_MEMCG instead" in str(results["MEMCG_SWAP"]["reason"])
+    assert "did you mean CONFIG_NETFILTER_XT_MATCH_COMMENT" in str(
+        results["NETFILTER_XT_MATCH_COMENT"]["reason"]
+    )
+
+
+def base_without_netfilter_advanced(tmp_path: Path) -> Path:
+    base = tmp_path / "no-advanced.config"
+    text = (firecracker_configs() / BASE_61).read_text()
+    base.write_text(
+        text.replace(
+            "CONFIG_NETFILTER_ADVANCED=y", "# CONFIG_NETFILTER_ADVANCED is not set"
         )
+    )
+    return base
 
 
 def test_dependency_off_makes_request_unmet(tmp_path: Path, real_env: Path) -> None:
     job = config_job(
         tmp_path,
+        base=str(base_without_netfilter_advanced(tmp_path)),
         default_features=False,
-        sets=["CONFIG_NETFILTER_ADVANCED=n", "CONFIG_NETFILTER_XT_MATCH_COMMENT=y"],
+        sets=["CONFIG_NETFILTER_XT_MATCH_COMMENT=y"],
     )
     with pytest.raises(UnmetRequestsError, match="CONFIG_NETFILTER_XT_MATCH_COMMENT"):
         run_job(job)
     result = outcomes(job.output)["NETFILTER_XT_MATCH_COMMENT"]
     assert result["status"] == "unmet"
     assert result["final"] is None
+    assert "depends on NETFILTER_ADVANCED [=n]" in str(result["reason"])
+    options = (job.output / "OPTIONS.md").read_text()
+    assert "## CONFIG_NETFILTER_XT_MATCH_COMMENT" in options
+    assert "comments in your iptables ruleset" in options
+
+
+def test_resolve_deps_adds_dependency(tmp_path: Path, real_env: Path) -> None:
+    job = config_job(
+        tmp_path,
+        base=str(base_without_netfilter_advanced(tmp_path)),
+        default_features=False,
+        sets=["CONFIG_NETFILTER_XT_MATCH_COMMENT=y"],
+        resolve_deps=True,
+    )
+    report = run_job(job)
+    results = outcomes(job.output)
+    assert results["NETFILTER_XT_MATCH_COMMENT"]["status"] == "applied"
+    assert results["NETFILTER_ADVANCED"]["status"] == "applied"
+    assert results["NETFILTER_ADVANCED"]["origin"] == (
+        "--resolve-deps for CONFIG_NETFILTER_XT_MATCH_COMMENT"
+    )
+    assert report.resolution is not None
+    added = {(a["symbol"], a["value"]) for a in report.resolution["additions"]}
+    assert ("NETFILTER_ADVANCED", "y") in added
+
+
+def test_resolve_deps_keeps_explicit_choice(tmp_path: Path, real_env: Path) -> None:
+    job = config_job(
+        tmp_path,
+        default_features=False,
+        sets=["CONFIG_NETFILTER_ADVANCED=n", "CONFIG_NETFILTER_XT_MATCH_COMMENT=y"],
+        resolve_deps=True,
+    )
+    with pytest.raises(UnmetRequestsError):
+        run_job(job)
+    report = json.loads((job.output / "report.json").read_text())
+    rejected = {r["symbol"] for r in report["resolution"]["rejections"]}
+    assert rejected == {"NETFILTER_XT_MATCH_COMMENT"}
+    assert outcomes(job.output)["NETFILTER_ADVANCED"]["final"] == "n"
 
 
 def test_other_arch_option_unmet_then_allowed(tmp_path: Path, real_env: Path) -> None:
@@ -145,7 +200,9 @@ def test_other_arch_option_unmet_then_allowed(tmp_path: Path, real_env: Path) ->
     job = config_job(tmp_path, default_features=False, fragments=[fragment])
     with pytest.raises(UnmetRequestsError, match="CONFIG_SERIO_GSCPS2"):
         run_job(job)
-    assert outcomes(job.output)["SERIO_GSCPS2"]["status"] == "unmet"
+    result = outcomes(job.output)["SERIO_GSCPS2"]
+    assert result["status"] == "unmet"
+    assert "GSC is defined only for parisc, not for x86" in str(result["reason"])
 
     allowed = config_job(
         tmp_path,
@@ -184,3 +241,27 @@ def test_btf_without_pahole_fails_before_compiling(
     assert "CONFIG_DEBUG_INFO_BTF=y needs pahole" in caught.value.message
     assert "apt-get install pahole" in str(caught.value.hint)
     assert not (job.output / "vmlinux").exists()
+
+
+def test_renamed_symbols_on_612(tmp_path: Path, real_env: Path) -> None:
+    job = config_job(
+        tmp_path,
+        source=str(require(LINUX_612)),
+        default_features=False,
+        sets=[
+            "CONFIG_AUTOFS4_FS=y",
+            "CONFIG_RANDOM_TRUST_CPU=y",
+            "CONFIG_NETFILTER_XT_MATCH_COMENT=y",
+        ],
+    )
+    with pytest.raises(UnmetRequestsError):
+        run_job(job)
+    results = outcomes(job.output)
+    assert all(r["status"] == "unknown" for r in results.values())
+    assert "request CONFIG_AUTOFS_FS instead" in str(results["AUTOFS4_FS"]["reason"])
+    assert "random.trust_cpu=on" in str(results["RANDOM_TRUST_CPU"]["reason"])
+    assert "did you mean CONFIG_NETFILTER_XT_MATCH_COMMENT" in str(
+        results["NETFILTER_XT_MATCH_COMENT"]["reason"]
+    )
+    report = json.loads((job.output / "report.json").read_text())
+    assert any("for 6.1" in warning for warning in report["warnings"])

@@ -7,7 +7,6 @@ records each in a `Report`, and publishes the output folder whatever happens.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -24,7 +23,6 @@ from fckernel.boottest import run_boot_test
 from fckernel.cache import (
     Cache,
     atomic_copy,
-    atomic_write,
     check_free_space,
     sha256_bytes,
     sha256_file,
@@ -46,11 +44,12 @@ from fckernel.errors import (
     UnmetRequestsError,
     host_error_from,
 )
+from fckernel.explain import resolve_deps
 from fckernel.fccheck import check_config
 from fckernel.features import Feature, select_features
 from fckernel.fetch import check_sha256
 from fckernel.images import check_image
-from fckernel.kconfig import SymbolIndex, scan_symbols
+from fckernel.kconfig import KconfigTree, load_tree
 from fckernel.make import (
     MakeContext,
     ccache_available,
@@ -60,6 +59,7 @@ from fckernel.make import (
     make_environment,
     toolchain_versions,
 )
+from fckernel.optionsdoc import options_markdown
 from fckernel.output import Output
 from fckernel.process import run
 from fckernel.report import Report
@@ -68,6 +68,7 @@ from fckernel.testrun import TEST_LOG
 from fckernel.verify import (
     Conflict,
     Request,
+    Status,
     check_requests,
     check_types,
     merge_requests,
@@ -131,6 +132,7 @@ class Job:
     jobs: int | None = None
     compile: bool = True
     test: bool = False
+    resolve_deps: bool = False
     rebuild: bool = False
     ccache: bool | None = None  # None: use ccache when it is installed
     cache_root: Path | None = None
@@ -303,10 +305,14 @@ class _Pipeline:
         ):
             with self._phase("configure", "make olddefconfig"):
                 final_text = self._configure(context, base, merged, staging, log)
+            if self.job.resolve_deps:
+                merged, final_text = self._resolve_deps(
+                    context, base, merged, index, final_text, staging, log
+                )
             with self._phase("verify", f"{len(merged)} requests"):
                 final = parse_config(final_text, "resolved config").values
                 self._check_firecracker(final)
-                self._verify(base, final, merged, index)
+                self._verify(base, final, merged, index, staging)
             if self.job.compile:
                 self._compile_and_collect(context, source, final_text, staging, log)
         if self.job.compile and self.job.test:
@@ -345,19 +351,10 @@ class _Pipeline:
         self.report.kernel_version = source.version
         return source
 
-    def _symbol_index(self, source: Source) -> SymbolIndex:
-        cached = self.cache.folder("index") / f"{source.key}-{self.arch.name}.json"
-        if cached.is_file() and source.kind != "directory":
-            data = json.loads(cached.read_text())
-            return SymbolIndex(data["types"], data["locations"], data["files"])
-        index = scan_symbols(source.path, self.arch.kernel_arch)
-        payload = {
-            "types": index.types,
-            "locations": index.locations,
-            "files": index.files,
-        }
-        atomic_write(cached, json.dumps(payload))
-        return index
+    def _symbol_index(self, source: Source) -> KconfigTree:
+        return load_tree(
+            source.path, self.arch.kernel_arch, self.cache.folder("index"), source.key
+        )
 
     def _make_context(self, source: Source) -> MakeContext:
         build_dir = self.cache.folder("build", f"{source.key}-{self.arch.name}")
@@ -381,6 +378,44 @@ class _Pipeline:
         (staging / "config").write_text(final_text)
         return final_text
 
+    def _resolve_deps(
+        self,
+        context: MakeContext,
+        base: BaseConfig,
+        merged: list[Request],
+        index: KconfigTree,
+        final_text: str,
+        staging: Path,
+        log: IO[str],
+    ) -> tuple[list[Request], str]:
+        """Add the requests that unmet ones depend on, then resolve once more."""
+        final = parse_config(final_text, "resolved config").values
+        outcomes = check_requests(merged, base.config, ConfigFile(final), index, set())
+        unmet = {
+            outcome.request.symbol: outcome.request.value
+            for outcome in outcomes
+            if outcome.status == Status.UNMET
+        }
+        if not unmet:
+            return merged, final_text
+        explicit = {request.symbol: request.value for request in merged}
+        resolution = resolve_deps(index, unmet, final, explicit)
+        self.report.resolution = resolution.to_json()
+        added = [
+            Request(a.symbol, a.value, f"--resolve-deps for CONFIG_{a.needed_by}")
+            for a in resolution.additions
+        ]
+        for request in added:
+            added_text = f"CONFIG_{request.symbol}={request.value}"
+            self.events.info(f"--resolve-deps: added {added_text} ({request.origin})")
+        for rejection in resolution.rejections:
+            self._warn(f"--resolve-deps: {rejection.reason}")
+        if not added:
+            return merged, final_text
+        with self._phase("resolve", f"{len(added)} added requests"):
+            final_text = self._configure(context, base, merged + added, staging, log)
+        return merged + added, final_text
+
     def _check_firecracker(self, final: dict[str, str]) -> None:
         result = check_config(ConfigFile(final), self.arch, "resolved config")
         self.report.firecracker_check = result.to_json()
@@ -392,12 +427,15 @@ class _Pipeline:
         base: BaseConfig,
         final: dict[str, str],
         merged: list[Request],
-        index: SymbolIndex,
+        index: KconfigTree,
+        staging: Path,
     ) -> None:
         outcomes = check_requests(
             merged, base.config, ConfigFile(final), index, set(self.job.allow_unmet)
         )
         self.report.outcomes = outcomes
+        title = f"Linux {self.report.kernel_version} for {self.arch.name}"
+        (staging / "OPTIONS.md").write_text(options_markdown(outcomes, index, title))
         failed = self.report.failed_outcomes()
         if failed:
             names = ", ".join(f"CONFIG_{o.request.symbol}" for o in failed[:10])
@@ -620,3 +658,11 @@ def _read_object_count(build_dir: Path) -> int | None:
         return int((build_dir / OBJECT_COUNT_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def load_job_tree(job: Job) -> KconfigTree:
+    """Prepare the job's base and source, and read the tree's Kconfig files."""
+    pipeline = _Pipeline(job, QuietEvents())
+    base = pipeline._load_base()
+    source = prepare_source(job.source, base.series, pipeline.cache, job.source_sha256)
+    return pipeline._symbol_index(source)

@@ -14,10 +14,11 @@ from types import FrameType
 
 from fckernel import __version__
 from fckernel.boottest import boot_interactive
-from fckernel.build import Job, run_job
+from fckernel.build import Job, load_job_tree, run_job
 from fckernel.cache import Cache
 from fckernel.diff import diff_configs, load_for_diff
 from fckernel.errors import ExitCode, FckernelError, InputError, host_error_from
+from fckernel.explain import describe_symbol, format_symbol_report
 from fckernel.fccheck import check_path
 from fckernel.features import load_features
 from fckernel.prune import format_size, list_entries, parse_size, prune
@@ -147,6 +148,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--json", action="store_true", help="print the result as JSON")
     diff.set_defaults(handler=_run_diff)
+    explain = commands.add_parser(
+        "explain", help="everything Kconfig says about one option, and why it is set"
+    )
+    explain.add_argument("symbol", metavar="CONFIG_X")
+    explain.add_argument("--base", metavar="NAME|PATH|URL", help="as for build")
+    explain.add_argument("--source", metavar="SPEC", help="as for build")
+    explain.add_argument("--arch", help="x86_64 or aarch64 (default: host)")
+    explain.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE|OUTPUT",
+        help="a resolved .config or output folder to explain the value in",
+    )
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.set_defaults(handler=_run_explain)
+
     check = commands.add_parser(
         "check",
         help="check a .config, an output folder or a vmlinux/Image for Firecracker",
@@ -170,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-size", metavar="SIZE", help="remove entries until the cache fits (20G)"
     )
     cache_prune.set_defaults(handler=_run_cache_prune)
-    subcommands = (build, config, test, boot, check, features, diff)
+    subcommands = (build, config, test, boot, explain, check, features, diff)
     for sub in (*subcommands, cache_list, cache_prune):
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -222,6 +239,11 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="CONFIG_X=VALUE",
         help="one option to apply (repeatable; applied after fragments)",
+    )
+    parser.add_argument(
+        "--resolve-deps",
+        action="store_true",
+        help="also request what unmet requests depend on, and report each addition",
     )
     parser.add_argument(
         "--allow-unmet",
@@ -312,6 +334,7 @@ def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
         fragments=args.fragment,
         sets=args.set,
         allow_unmet=args.allow_unmet,
+        resolve_deps=args.resolve_deps,
         jobs=args.jobs,
         compile=args.compile,
         test=args.test,
@@ -373,6 +396,25 @@ def _run_diff(args: argparse.Namespace, terminal: Terminal) -> int:
     else:
         for line in result.lines():
             print(line)
+    return 0
+
+
+def _run_explain(args: argparse.Namespace, terminal: Terminal) -> int:
+    job = Job(
+        output=DEFAULT_OUTPUT,
+        base=args.base,
+        source=args.source,
+        arch=args.arch,
+        default_features=False,
+        compile=False,
+    )
+    tree = load_job_tree(job)
+    values = load_for_diff(args.config)[0].values if args.config else None
+    report = describe_symbol(tree, args.symbol.removeprefix("CONFIG_"), values)
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(format_symbol_report(report))
     return 0
 
 

@@ -35,6 +35,7 @@ class Report:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     build: dict[str, Any] = field(default_factory=dict)
     firecracker_check: dict[str, Any] | None = None
+    resolution: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
 
     def count(self, status: Status) -> int:
@@ -66,6 +67,7 @@ class Report:
             "build": self.build,
             "artifacts": self.artifacts,
             "firecracker_check": self.firecracker_check,
+            "resolution": self.resolution,
             "test": self.test,
         }
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from fckernel.dotconfig import ConfigFile, is_valid_value
 from fckernel.errors import InputError
-from fckernel.kconfig import SymbolIndex
+from fckernel.explain import explain_request
+from fckernel.kconfig import KconfigTree, SymbolIndex
 
 USER_ORIGINS = ("fragment", "--set")
 
@@ -68,6 +69,7 @@ class Outcome:
     status: Status
     allowed: bool
     reason: str
+    explanation: dict[str, Any] | None = None  # the reason as data, when known
 
     @property
     def failed(self) -> bool:
@@ -83,6 +85,7 @@ class Outcome:
             "status": str(self.status),
             "allowed_unmet": self.allowed,
             "reason": self.reason,
+            "explanation": self.explanation,
         }
 
 
@@ -150,9 +153,16 @@ def check_requests(
 ) -> list[Outcome]:
     """Give each request its status against the resolved config `final`."""
     modules_on = final.get("MODULES") == "y"
+    requested = {request.symbol: request.value for request in requests}
     outcomes = []
     for request in requests:
         status, reason = _status(request, base, final, index, modules_on)
+        explanation = None
+        if status in FAILED_STATUSES and isinstance(index, KconfigTree):
+            found = explain_request(
+                index, request.symbol, request.value, final.values, requested
+            )
+            reason, explanation = found.message, found.to_json()
         outcomes.append(
             Outcome(
                 request=request,
@@ -161,6 +171,7 @@ def check_requests(
                 status=status,
                 allowed=request.symbol in allowed_unmet,
                 reason=reason,
+                explanation=explanation,
             )
         )
     return outcomes
