@@ -7,6 +7,7 @@ records each in a `Report`, and publishes the output folder whatever happens.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -79,6 +80,9 @@ COLD_BUILD_BYTES = 3 * 10**9
 WARM_BUILD_BYTES = 5 * 10**8
 COMPILE_MARKERS = ("CC ", "AS ", "LD ", "AR ", "HOSTCC ")
 OBJECT_COUNT_FILE = ".fckernel-objects"
+# The digest of the last olddefconfig input, so an unchanged one is not resolved
+# again.
+CONFIG_STAMP_FILE = ".fckernel-config-input"
 
 
 class Events(Protocol):
@@ -371,10 +375,21 @@ class _Pipeline:
     ) -> str:
         values = dict(base.config.values)
         values.update((request.symbol, request.value) for request in merged)
-        (context.build_dir / ".config").write_text(format_config(values.items()))
-
-        self._make(context, log, "olddefconfig")
-        final_text = (context.build_dir / ".config").read_text()
+        input_text = format_config(values.items())
+        config_path = context.build_dir / ".config"
+        # Kconfig's result depends on the tree, this input and the toolchain
+        # (through $(shell,...) macros); the build folder is per tree.
+        stamp = sha256_bytes(
+            (input_text + json.dumps(toolchain_versions(self.arch))).encode()
+        )
+        stamp_path = context.build_dir / CONFIG_STAMP_FILE
+        unchanged = stamp_path.is_file() and stamp_path.read_text() == stamp
+        if not unchanged or not config_path.is_file():
+            stamp_path.unlink(missing_ok=True)
+            config_path.write_text(input_text)
+            self._make(context, log, "olddefconfig")
+            stamp_path.write_text(stamp)
+        final_text = config_path.read_text()
         (staging / "config").write_text(final_text)
         return final_text
 
