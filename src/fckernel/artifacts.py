@@ -1,7 +1,7 @@
 """Finished boot images cached by what determines their content.
 
-An entry `artifacts/<key>/` holds the image, the resolved config and
-`entry.json`. It is built under a `.tmp-` name and renamed into place once
+An entry `artifacts/<key>/` contains the image and `entry.json`. It is built
+under a `.fckernel-tmp-` name and renamed into place once
 complete, so a crashed writer never leaves an entry that looks finished.
 """
 
