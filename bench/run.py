@@ -8,6 +8,8 @@ Scenarios (each timed with /usr/bin/time -v, median of --repeat runs):
              `fckernel build` with an empty cache
   unchanged  a second `fckernel build` with nothing changed
   one-option `fckernel build --set CONFIG_NET_SCH_SFQ=y` after the default build
+  switch-back  the default config again after one-option moved the build folder
+             on, compiled (--rebuild) with ccache and then without it
 
 Writes bench/results/<date>.json and prints a table of medians and ratios.
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 BASE = "microvm-kernel-ci-x86_64-6.1.config"
-SCENARIOS = ("config", "cold", "unchanged", "one-option")
+SCENARIOS = ("config", "cold", "unchanged", "one-option", "switch-back")
 
 
 def main() -> int:
@@ -212,11 +214,26 @@ def _write(results: dict[str, object]) -> None:
     print(f"results: {path}")
 
 
+def bench_switch_back(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    cache = work / "cache-cold"
+    build = [*_fckernel(args, work, "build", "-j", str(args.jobs)), "--rebuild"]
+    other = [*build, "--set", "CONFIG_NET_SCH_SFQ=y"]
+    with_ccache = timed(build, _env(cache))
+    timed(other, _env(cache))
+    without_ccache = timed([*build, "--no-ccache"], _env(cache))
+    return {
+        "with_ccache_seconds": with_ccache["seconds"],
+        "without_ccache_seconds": without_ccache["seconds"],
+        "median_seconds": with_ccache["seconds"],
+    }
+
+
 RUNNERS = {
     "config": bench_config,
     "cold": bench_cold,
     "unchanged": bench_unchanged,
     "one-option": bench_one_option,
+    "switch-back": bench_switch_back,
 }
 
 if __name__ == "__main__":
