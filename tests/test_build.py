@@ -275,3 +275,16 @@ def pid_alive(pid: int) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_unchanged_config_not_resolved_again(fake_job: MakeJob) -> None:
+    run_job(fake_job())
+    job = fake_job()
+    run_job(job)
+    assert "olddefconfig" not in (job.output / "build.log").read_text()
+    assert (job.output / "config").is_file()
+
+    changed = fake_job(sets=["CONFIG_PLAIN=n"])
+    run_job(changed)
+    assert "olddefconfig" in (changed.output / "build.log").read_text()
+    assert "# CONFIG_PLAIN is not set" in (changed.output / "config").read_text()
