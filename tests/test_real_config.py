@@ -265,3 +265,13 @@ def test_renamed_symbols_on_612(tmp_path: Path, real_env: Path) -> None:
     )
     report = json.loads((job.output / "report.json").read_text())
     assert any("for 6.1" in warning for warning in report["warnings"])
+
+
+def test_docker_and_entropy_features_resolve(tmp_path: Path, real_env: Path) -> None:
+    job = config_job(tmp_path, features=["docker", "entropy"])
+    report = run_job(job)
+    assert report.status == "ok"
+    results = outcomes(job.output)
+    for symbol in ("VETH", "BRIDGE", "OVERLAY_FS", "IP_NF_TARGET_MASQUERADE"):
+        assert results[symbol]["final"] == "y", symbol
+    assert results["HW_RANDOM_VIRTIO"]["final"] == "y"
