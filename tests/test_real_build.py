@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from fckernel.build import Job, run_job
+from fckernel.cache import Cache
 from fckernel.cli import main
 from fckernel.dotconfig import read_config
 from fckernel.errors import ExitCode
 from fckernel.images import image_format
+from fckernel.testrun import run_test, target_from_kernel
 
 from .conftest import LINUX_61
 from .test_features import DEFAULT_ADDITIONS
@@ -92,3 +94,20 @@ def test_without_nf_tables_ipv6_nft_probe_fails(
     assert probes["ip6tables-legacy"]["status"] == "pass"
     assert probes["iptables-nft"]["status"] == "pass"
     assert "ip6tables-nft" in (output / "test.log").read_text()
+
+
+def test_docker_and_entropy_probes_pass(
+    default_build: Path, tmp_path: Path, real_cache: Path
+) -> None:
+    target = target_from_kernel(
+        default_build / "vmlinux", "x86_64", ["docker", "entropy"], False
+    )
+    result = run_test(target, tmp_path / "test.log", Cache(real_cache))
+    statuses = {p.probe: p.status for p in result.probes}
+    assert statuses == {
+        "bridge": "pass",
+        "veth": "pass",
+        "overlay": "pass",
+        "masquerade": "pass",
+        "virtio-rng": "pass",
+    }
