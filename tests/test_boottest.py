@@ -622,3 +622,18 @@ def type_until_exit(process: subprocess.Popen[bytes], line: bytes) -> str:
         time.sleep(1)
     reader.join(timeout=5)
     return b"".join(chunks).decode(errors="replace")
+
+
+def test_unloadable_kernel_named_not_kvm(fake_qemu: Path) -> None:
+    qemu = fake_qemu / "bin" / "qemu-system-x86_64"
+    qemu.write_text(
+        "#!/bin/sh\n"
+        'echo "qemu-system-x86_64: Error loading uncompressed kernel without PVH'
+        ' ELF Note"\n'
+        "exit 1\n"
+    )
+    with pytest.raises(InputError) as caught:
+        fake_run(fake_qemu, ALL_PASS)
+    assert "QEMU cannot load" in caught.value.message
+    assert "without PVH ELF Note" in caught.value.message
+    assert "CONFIG_PVH=y" in str(caught.value.hint)

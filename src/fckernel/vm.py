@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from fckernel.errors import HostError
+from fckernel.errors import HostError, InputError
 from fckernel.guest import PANIC_TEXT
 from fckernel.process import run
 
@@ -61,6 +61,9 @@ KVM_CHECK_BOOT_ARGS = "rdinit=/fckernel-kvm-check"
 # that hangs without printing a KVM error. An estimate, with a wide margin.
 KVM_CHECK_TIMEOUT_SECONDS = 60.0
 # Lines by which QEMU reports that KVM cannot run this guest.
+# QEMU prints this, then exits, when the image is not a kernel it can boot,
+# such as an ELF vmlinux without a PVH note.
+QEMU_LOAD_ERROR = "Error loading"
 KVM_FAILURE_TEXTS = (
     "KVM internal error",
     "failed to initialize kvm",
@@ -295,10 +298,14 @@ def run_interactive(config: VmConfig, runner: str, work_dir: Path) -> int:
 def _try_kvm(kernel: Path, log: IO[str]) -> KvmDecision:
     """Boot `kernel` under KVM until its root-mount panic, watching for errors."""
     saw_panic = False
+    load_error = ""
 
     def watch(_seconds: float, line: str) -> None:
-        nonlocal saw_panic
+        nonlocal saw_panic, load_error
         saw_panic = saw_panic or PANIC_TEXT in line
+        if QEMU_LOAD_ERROR in line:
+            load_error = line.strip()
+            raise StopVm(load_error)
         for text in KVM_FAILURE_TEXTS:
             if text in line:
                 raise StopVm(f"QEMU reported {line.strip()!r}")
@@ -307,6 +314,12 @@ def _try_kvm(kernel: Path, log: IO[str]) -> KvmDecision:
     config = VmConfig(kernel, None, KVM_CHECK_BOOT_ARGS)
     command = qemu_command(config, "kvm")
     vm = run_bounded(RUNNER_QEMU_KVM, command, log, watch, KVM_CHECK_TIMEOUT_SECONDS)
+    if load_error:
+        # The kernel itself is the problem, whatever the accelerator.
+        raise InputError(
+            f"QEMU cannot load {kernel}: {load_error}",
+            "boot a vmlinux built with CONFIG_PVH=y, as Firecracker's configs have",
+        )
     if vm.stop_reason is not None:
         return KvmDecision(False, vm.stop_reason)
     if vm.timed_out:
