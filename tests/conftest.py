@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,24 @@ def fake_job(fake_tree: Path, fake_base: Path, tmp_path: Path):  # type: ignore[
         return Job(**fields)  # type: ignore[arg-type]
 
     return make
+
+
+def fake_build_args(tree: Path, base: Path, output: Path) -> list[str]:
+    """Return the options of a build on the fake tree without default features."""
+    return [
+        "--source",
+        str(tree),
+        "--base",
+        str(base),
+        "--no-default-features",
+        "-o",
+        str(output),
+    ]
+
+
+def fckernel_command(*args: str) -> list[str]:
+    """Return the command line that runs fckernel in a separate process."""
+    return [sys.executable, "-m", "fckernel", *args]
 
 
 def require(path: Path) -> Path:

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from fckernel.cache import TEMP_PREFIX, Cache
 from fckernel.cli import main
 from fckernel.errors import InputError
 from fckernel.prune import list_entries, parse_size, prune
+
+from .conftest import fake_build_args, fckernel_command
 
 MakeJob = Callable[..., Job]
 
@@ -183,20 +184,8 @@ def test_two_concurrent_builds_share_cache(
     fake_tree: Path, fake_base: Path, tmp_path: Path
 ) -> None:
     def start(output: str, *extra: str) -> subprocess.Popen[str]:
-        command = [
-            sys.executable,
-            "-m",
-            "fckernel",
-            "build",
-            "--source",
-            str(fake_tree),
-            "--base",
-            str(fake_base),
-            "--no-default-features",
-            "-o",
-            str(tmp_path / output),
-            *extra,
-        ]
+        args = fake_build_args(fake_tree, fake_base, tmp_path / output)
+        command = fckernel_command("build", *args, *extra)
         env = {**os.environ, "FAKE_SLEEP": "3"}
         return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
 

@@ -17,19 +17,9 @@ from fckernel.errors import BuildError, ExitCode, InputError, host_error_from
 from fckernel.features import load_feature_file, select_features
 from fckernel.prune import parse_size
 
+from .conftest import fake_build_args
+
 MakeJob = Callable[..., Job]
-
-
-def fake_args(tree: Path, base: Path, output: Path) -> list[str]:
-    return [
-        "--source",
-        str(tree),
-        "--base",
-        str(base),
-        "--no-default-features",
-        "-o",
-        str(output),
-    ]
 
 
 def test_hidden_user_file_in_output_kept(fake_job: MakeJob) -> None:
@@ -48,7 +38,7 @@ def test_early_failure_prints_no_old_report(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    args = fake_args(fake_tree, fake_base, tmp_path / "o")
+    args = fake_build_args(fake_tree, fake_base, tmp_path / "o")
     assert main(["build", *args, "--set", "CONFIG_PLAIN=y"]) == 0
     capsys.readouterr()
     monkeypatch.setenv("ARCH", "arm64")
@@ -79,7 +69,7 @@ def test_unwritable_cache_is_one_line(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("FCKERNEL_CACHE", str(blocker / "cache"))
-    code = main(["config", *fake_args(fake_tree, fake_base, tmp_path / "o")])
+    code = main(["config", *fake_build_args(fake_tree, fake_base, tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == ExitCode.HOST
     assert "Traceback" not in err
@@ -103,7 +93,7 @@ def test_file_errors_named(number: int, message: str) -> None:
 def test_markup_in_values_printed_plainly(
     fake_tree: Path, fake_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = fake_args(fake_tree, fake_base, tmp_path / "o")
+    args = fake_build_args(fake_tree, fake_base, tmp_path / "o")
     assert main(["config", *args, "--set", 'CONFIG_NAME="[/]"']) == 0
     assert 'CONFIG_NAME="[/]"' in capsys.readouterr().err
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,8 @@ from fckernel.build import Job, run_job
 from fckernel.cache import TEMP_PREFIX
 from fckernel.cli import main
 from fckernel.errors import BuildError, ExitCode, InputError, UnmetRequestsError
+
+from .conftest import fake_build_args, fckernel_command
 
 MakeJob = Callable[..., Job]
 
@@ -224,19 +225,7 @@ def test_interrupt_stops_make_and_keeps_previous_output(
     fake_tree: Path, fake_base: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "o"
-    common = [
-        sys.executable,
-        "-m",
-        "fckernel",
-        "build",
-        "--source",
-        str(fake_tree),
-        "--base",
-        str(fake_base),
-        "--no-default-features",
-        "-o",
-        str(output),
-    ]
+    common = fckernel_command("build", *fake_build_args(fake_tree, fake_base, output))
     subprocess.run(common, check=True, capture_output=True)
     previous = (output / "report.json").read_text()
 
