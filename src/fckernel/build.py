@@ -256,8 +256,8 @@ class _Pipeline:
     def _run_staged(self) -> None:
         try:
             staging = self.output.stage()
-            with ExitStack() as held, (staging / "build.log").open("w") as log:
-                self._run_phases(staging, log, held)
+            with ExitStack() as locks, (staging / "build.log").open("w") as log:
+                self._run_phases(staging, log, locks)
             self.report.status = "ok"
             self.report.exit_code = 0
         except FckernelError as error:
@@ -273,7 +273,7 @@ class _Pipeline:
             self._record_failure(failure)
             raise failure from error
 
-    def _run_phases(self, staging: Path, log: IO[str], held: ExitStack) -> None:
+    def _run_phases(self, staging: Path, log: IO[str], locks: ExitStack) -> None:
         for warning in self.job.feature_warnings:
             self._warn(warning)
         merged, conflicts = merge_requests(self.job.requests)
@@ -289,7 +289,7 @@ class _Pipeline:
             source = self._prepare_source(base)
         if source.cache_entry is not None:
             # Keeps `fckernel cache prune` away from the tree while it is in use.
-            held.enter_context(
+            locks.enter_context(
                 self.cache.lock(
                     f"source-{source.cache_entry}",
                     f"waiting for another fckernel using {source.spec}",
@@ -532,14 +532,14 @@ class _Pipeline:
             (context.build_dir / OBJECT_COUNT_FILE).write_text(str(count))
 
     def _ccache_dir(self) -> Path | None:
-        wanted = self.job.ccache
+        requested = self.job.ccache
         available = ccache_available(self.arch)
-        if wanted and not available:
+        if requested and not available:
             raise HostError(
                 "--ccache: ccache or its compiler wrapper is not installed",
                 "install it: apt-get install ccache (or pass --no-ccache)",
             )
-        if wanted is False or not available:
+        if requested is False or not available:
             return None
         return self.cache.folder("ccache")
 

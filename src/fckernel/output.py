@@ -28,14 +28,14 @@ ARTIFACT_NAMES = (
 
 
 class Output:
-    """An output folder that only ever holds one job's complete results."""
+    """An output folder that only ever contains one job's complete results."""
 
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
         self.staging: Path | None = None
 
     def check(self) -> None:
-        """Reject a folder that holds files fckernel did not write."""
+        """Reject a folder that contains files fckernel did not write."""
         if self.path.exists() and not self.path.is_dir():
             raise InputError(
                 f"output {self.path} exists and is not a folder",
