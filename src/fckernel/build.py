@@ -1,8 +1,10 @@
 """The build pipeline: inputs, base, source, configure, verify, compile, collect.
 
 `Job` contains every input and checks what it can when it is made, so bad input
-fails before any download or compile. `run_job()` runs the phases in order,
-records each in a `Report`, and publishes the output folder whatever happens.
+fails before any download or compile. `run_job()` runs the phases in order and
+records each in a `Report`. Once a resolved config exists it publishes the output
+folder, whether the job then succeeds or fails; a job that fails earlier leaves
+the folder as it was.
 """
 
 from __future__ import annotations
