@@ -2,9 +2,9 @@
 
 `Job` contains every input and checks what it can when it is made, so bad input
 fails before any download or compile. `run_job()` runs the phases in order and
-records each in a `Report`. Once a resolved config exists it publishes the output
-folder, whether the job then succeeds or fails; a job that fails earlier leaves
-the folder as it was.
+records each in a `Report`. Once a resolved config exists, it publishes the
+output folder whether the job then succeeds or fails. A job that fails earlier
+leaves the folder as it was.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true", help="print the result as JSON")
     diff.set_defaults(handler=_run_diff)
     explain = commands.add_parser(
-        "explain", help="everything Kconfig says about one option, and why it is set"
+        "explain", help="show one option's Kconfig definition, dependencies and value"
     )
     explain.add_argument("symbol", metavar="CONFIG_X")
     explain.add_argument("--base", metavar="NAME|PATH|URL", help="as for build")

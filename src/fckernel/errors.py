@@ -23,7 +23,7 @@ class ExitCode(IntEnum):
 class FckernelError(Exception):
     """An expected failure: its message is for the user, without a traceback.
 
-    `hint` says what to do about it, in one sentence.
+    `hint` tells the user what to do about it, in one sentence.
     """
 
     exit_code = ExitCode.INPUT

@@ -1,6 +1,6 @@
 """`fckernel check`: is a kernel ready for Firecracker?
 
-The requirements are data (`data/firecracker-requirements.toml`); this module
+The requirements are data (`data/firecracker-requirements.toml`). This module
 reads a config from a `.config` file, an output folder, or the configuration a
 kernel image carries when it was built with CONFIG_IKCONFIG, and checks it.
 """

@@ -92,7 +92,7 @@ def select_features(
     """Return the features a job asked for, and a warning for each that does not
     apply to `arch`.
 
-    `names` holds feature names or paths to `.toml` files. Defaults come first,
+    `names` contains feature names or paths to `.toml` files. Defaults come first,
     then the named ones in order, each once.
     """
     known = load_features()

@@ -1,4 +1,4 @@
-"""Boot image formats: the file Firecracker loads must be what its name says."""
+"""Boot image formats: the file Firecracker loads must match its name."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ REPORT_SCHEMA = 1
 
 @dataclass
 class Report:
-    """What a job was asked, what it used and what happened, phase by phase."""
+    """The record of one job: its requests, inputs, results and phase timings."""
 
     command: str
     arch: str

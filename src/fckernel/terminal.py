@@ -1,5 +1,5 @@
-"""What the command line prints on stderr: a line per phase, warnings, errors,
-and on a terminal a live progress line while make compiles.
+"""Terminal output on stderr: a line per phase, warnings, errors, and on a
+terminal a live progress line while make compiles.
 """
 
 from __future__ import annotations
