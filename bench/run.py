@@ -8,8 +8,15 @@ Scenarios (each timed with /usr/bin/time -v, median of --repeat runs):
              `fckernel build` with an empty cache
   unchanged  a second `fckernel build` with nothing changed
   one-option `fckernel build --set CONFIG_NET_SCH_SFQ=y` after the default build
-  switch-back  the default config again after one-option moved the build folder
-             on, compiled (--rebuild) with ccache and then without it
+  switch-back  the default config again after a one-option build moved the
+             build folder on: compiled incrementally, then with the build folder
+             deleted, once with ccache and once without it
+
+`unchanged`, `one-option` and `switch-back` need a filled cache: `cold` fills
+it, and without `cold` the first of them fills it with one untimed build.
+Ratios for `unchanged` and `one-option` are against a from-scratch compile of
+the same run: plain make from `cold`, or else the compile without ccache from
+`switch-back`.
 
 Writes bench/results/<date>.json and prints a table of medians and ratios.
 """
@@ -31,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 BASE = "microvm-kernel-ci-x86_64-6.1.config"
 SCENARIOS = ("config", "cold", "unchanged", "one-option", "switch-back")
+FILLED_MARK = "cache-cold-filled"
 
 
 def main() -> int:
@@ -53,6 +61,7 @@ def main() -> int:
             results["scenarios"][name] = RUNNERS[name](args, work)  # type: ignore[index]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _add_scratch_ratios(results["scenarios"])  # type: ignore[arg-type]
     _write(results)
     return 0
 
@@ -166,8 +175,8 @@ def bench_cold(args: argparse.Namespace, work: Path) -> dict[str, object]:
     start = timed([*make, "olddefconfig"])
     plain = timed([*make, f"-j{args.jobs}", "vmlinux"])
     plain["seconds"] += start["seconds"]
-    cache = work / "cache-cold"
-    ours = timed(_fckernel(args, work, "build", "-j", str(args.jobs)), _env(cache))
+    ours = timed(_default_build(args, work), _env(work / "cache-cold"))
+    (work / FILLED_MARK).touch()
     return {
         "plain_make_seconds": plain["seconds"],
         "fckernel_seconds": ours["seconds"],
@@ -177,17 +186,61 @@ def bench_cold(args: argparse.Namespace, work: Path) -> dict[str, object]:
 
 
 def bench_unchanged(args: argparse.Namespace, work: Path) -> dict[str, object]:
-    cache = work / "cache-cold"
-    command = _fckernel(args, work, "build", "-j", str(args.jobs))
+    cache = _filled_cache(args, work)
+    command = _default_build(args, work)
     return _median([timed(command, _env(cache)) for _ in range(args.repeat)])
 
 
 def bench_one_option(args: argparse.Namespace, work: Path) -> dict[str, object]:
-    cache = work / "cache-cold"
-    command = _fckernel(
-        args, work, "build", "-j", str(args.jobs), "--set", "CONFIG_NET_SCH_SFQ=y"
-    )
+    cache = _filled_cache(args, work)
+    command = [*_default_build(args, work), "--set", "CONFIG_NET_SCH_SFQ=y"]
     return _median([timed(command, _env(cache))])
+
+
+def bench_switch_back(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    cache = _filled_cache(args, work)
+    build = [*_default_build(args, work), "--rebuild"]
+    timed([*build, "--set", "CONFIG_NET_SCH_SFQ=y"], _env(cache))
+    incremental = timed(build, _env(cache))
+    shutil.rmtree(cache / "build")
+    with_ccache = timed(build, _env(cache))
+    shutil.rmtree(cache / "build")
+    without_ccache = timed([*build, "--no-ccache"], _env(cache))
+    return {
+        "incremental_seconds": incremental["seconds"],
+        "with_ccache_seconds": with_ccache["seconds"],
+        "without_ccache_seconds": without_ccache["seconds"],
+        "median_seconds": with_ccache["seconds"],
+        "ratio": with_ccache["seconds"] / without_ccache["seconds"],
+    }
+
+
+def _default_build(args: argparse.Namespace, work: Path) -> list[str]:
+    return _fckernel(args, work, "build", "-j", str(args.jobs))
+
+
+def _filled_cache(args: argparse.Namespace, work: Path) -> Path:
+    """Return the cache `cold` fills; fill it with one build if `cold` did not run."""
+    cache = work / "cache-cold"
+    if not (work / FILLED_MARK).exists():
+        subprocess.run(_default_build(args, work), env=_env(cache), check=True)
+        (work / FILLED_MARK).touch()
+    return cache
+
+
+def _add_scratch_ratios(scenarios: dict[str, dict[str, object]]) -> None:
+    """Compare `unchanged` and `one-option` with a from-scratch compile of this run."""
+    if "cold" in scenarios:
+        scratch = scenarios["cold"]["plain_make_seconds"]
+    elif "switch-back" in scenarios:
+        scratch = scenarios["switch-back"]["without_ccache_seconds"]
+    else:
+        return
+    for name in ("unchanged", "one-option"):
+        if name in scenarios:
+            data = scenarios[name]
+            data["scratch_seconds"] = scratch
+            data["ratio"] = float(data["median_seconds"]) / float(scratch)  # type: ignore[arg-type]
 
 
 def _unpacked(tarball: Path, work: Path) -> Path:
@@ -212,20 +265,6 @@ def _write(results: dict[str, object]) -> None:
         ratio_text = f"{ratio:8.3f}" if ratio else ""
         print(f"{name:12} {seconds:10.2f} {ratio_text}")
     print(f"results: {path}")
-
-
-def bench_switch_back(args: argparse.Namespace, work: Path) -> dict[str, object]:
-    cache = work / "cache-cold"
-    build = [*_fckernel(args, work, "build", "-j", str(args.jobs)), "--rebuild"]
-    other = [*build, "--set", "CONFIG_NET_SCH_SFQ=y"]
-    with_ccache = timed(build, _env(cache))
-    timed(other, _env(cache))
-    without_ccache = timed([*build, "--no-ccache"], _env(cache))
-    return {
-        "with_ccache_seconds": with_ccache["seconds"],
-        "without_ccache_seconds": without_ccache["seconds"],
-        "median_seconds": with_ccache["seconds"],
-    }
 
 
 RUNNERS = {

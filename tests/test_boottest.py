@@ -50,7 +50,7 @@ KERNEL_ENV = "FCKERNEL_TEST_KERNEL"
 INTERACTIVE_TIMEOUT_SECONDS = 300
 
 needs_busybox = pytest.mark.skipif(
-    not BUSYBOX.is_file(), reason="needs the Debian package busybox-static"
+    not Path(BUSYBOX).is_file(), reason="needs the Debian package busybox-static"
 )
 
 
@@ -334,12 +334,25 @@ def test_check_kernel_missing_file(tmp_path: Path) -> None:
         check_kernel(tmp_path / "vmlinux", X86_64)
 
 
-def test_check_kernel_rejects_aarch64(tmp_path: Path) -> None:
+def test_check_kernel_accepts_arm64_image(tmp_path: Path) -> None:
     kernel = tmp_path / "Image"
+    kernel.write_bytes(bytes(56) + b"ARM\x64" + bytes(64))
+
+    check_kernel(kernel, get_arch("aarch64"))
+
+
+def test_check_kernel_rejects_aarch64_elf(tmp_path: Path) -> None:
+    kernel = tmp_path / "vmlinux"
     kernel.write_bytes(elf_header(EM_AARCH64))
 
-    with pytest.raises(InputError, match="x86_64 kernels only"):
+    with pytest.raises(InputError, match="ELF file, not an arm64 Image for aarch64"):
         check_kernel(kernel, get_arch("aarch64"))
+
+
+def test_check_kernel_rejects_missing_arm64_image(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found") as raised:
+        check_kernel(tmp_path / "Image", get_arch("aarch64"))
+    assert raised.value.hint == "pass the Image from the build's output folder"
 
 
 # Whole runs against a stand-in QEMU that prints a prepared console.

@@ -16,20 +16,24 @@ from fckernel import initramfs
 from fckernel.cache import Cache
 from fckernel.cpio import CpioWriter
 from fckernel.errors import HostError, InputError
+from fckernel.arch import get_arch
 from fckernel.initramfs import (
     BUSYBOX,
     ENV_FILE,
-    XTABLES_DIR,
     build_initramfs,
     package_for,
     parse_loader_listing,
+    userland_packages,
 )
+from fckernel.userland import Userland, host_userland
 
 IPTABLES_PROGRAMS = ["iptables-nft", "ip6tables-legacy", "tc"]
 INIT = "#!/bin/busybox sh\necho test init\n"
+HOST = host_userland(get_arch("x86_64"))
+XTABLES_DIR = "/usr/lib/x86_64-linux-gnu/xtables"
 
 HOST_PROGRAMS_MISSING = (
-    not BUSYBOX.is_file()
+    not Path(BUSYBOX).is_file()
     or shutil.which("xtables-nft-multi", path="/usr/sbin:/sbin") is None
     or shutil.which("tc", path="/usr/sbin:/sbin") is None
 )
@@ -190,7 +194,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cache, bytes]:
         pytest.skip(HOST_PROGRAMS_REASON)
     cache = Cache(tmp_path_factory.mktemp("cache"))
     files = {"/fckernel/probes/0.sh": b"true\n"}
-    image = build_initramfs(INIT, IPTABLES_PROGRAMS, cache, files)
+    image = build_initramfs(INIT, IPTABLES_PROGRAMS, cache, HOST, files)
     return cache, gzip.decompress(image.path.read_bytes())
 
 
@@ -202,8 +206,8 @@ def members(built: tuple[Cache, bytes]) -> dict[str, Member]:
 def test_image_contains_init_and_busybox(members: dict[str, Member]) -> None:
     assert members["init"].data == INIT.encode()
     assert stat.S_IMODE(members["init"].mode) == 0o755
-    assert members["bin/busybox"].data == BUSYBOX.read_bytes()
-    assert members["bin/sh"].target == str(BUSYBOX)
+    assert members["bin/busybox"].data == Path(BUSYBOX).read_bytes()
+    assert members["bin/sh"].target == BUSYBOX
     assert members["dev/console"].rdev == (5, 1)
     assert members["fckernel/probes/0.sh"].data == b"true\n"
 
@@ -231,7 +235,7 @@ def test_image_contains_libraries(members: dict[str, Member]) -> None:
 
 
 def test_image_contains_xtables_runtime(members: dict[str, Member]) -> None:
-    extensions = XTABLES_DIR.relative_to("/")
+    extensions = XTABLES_DIR.lstrip("/")
 
     assert f"{extensions}/libxt_comment.so" in members
     assert f"{extensions}/libxt_multiport.so" in members
@@ -255,14 +259,14 @@ def test_image_environment(members: dict[str, Member]) -> None:
 def test_image_skips_shadowed_applets(members: dict[str, Member]) -> None:
     assert members["usr/sbin/tc"].data == Path("/usr/sbin/tc").read_bytes()
     assert "sbin/tc" not in members
-    assert members["sbin/ifconfig"].target == str(BUSYBOX)
+    assert members["sbin/ifconfig"].target == BUSYBOX
 
 
 def test_build_reuses_cached_image(built: tuple[Cache, bytes]) -> None:
     cache = built[0]
     files = {"/fckernel/probes/0.sh": b"true\n"}
 
-    again = build_initramfs(INIT, IPTABLES_PROGRAMS, cache, files)
+    again = build_initramfs(INIT, IPTABLES_PROGRAMS, cache, HOST, files)
 
     assert again.cached
     assert gzip.decompress(again.path.read_bytes()) == built[1]
@@ -271,9 +275,9 @@ def test_build_reuses_cached_image(built: tuple[Cache, bytes]) -> None:
 
 @needs_host_programs
 def test_build_key_follows_init(tmp_path: Path) -> None:
-    first = build_initramfs(INIT, ["ip"], Cache(tmp_path))
+    first = build_initramfs(INIT, ["ip"], Cache(tmp_path), HOST)
 
-    second = build_initramfs(INIT + "echo more\n", ["ip"], Cache(tmp_path))
+    second = build_initramfs(INIT + "echo more\n", ["ip"], Cache(tmp_path), HOST)
 
     assert first.key != second.key
     assert not second.cached
@@ -281,8 +285,8 @@ def test_build_key_follows_init(tmp_path: Path) -> None:
 
 @needs_host_programs
 def test_build_is_reproducible(tmp_path: Path) -> None:
-    first = build_initramfs(INIT, ["ip"], Cache(tmp_path / "one"))
-    second = build_initramfs(INIT, ["ip"], Cache(tmp_path / "two"))
+    first = build_initramfs(INIT, ["ip"], Cache(tmp_path / "one"), HOST)
+    second = build_initramfs(INIT, ["ip"], Cache(tmp_path / "two"), HOST)
 
     assert first.path.read_bytes() == second.path.read_bytes()
 
@@ -294,7 +298,7 @@ def test_missing_program_names_package(
     monkeypatch.setattr(initramfs, "PROGRAM_DIRS", (str(tmp_path),))
 
     with pytest.raises(HostError, match="'tc' not found") as raised:
-        build_initramfs(INIT, ["tc"], Cache(tmp_path / "cache"))
+        build_initramfs(INIT, ["tc"], Cache(tmp_path / "cache"), HOST)
     assert raised.value.hint is not None
     assert "apt-get install iproute2" in raised.value.hint
 
@@ -302,7 +306,7 @@ def test_missing_program_names_package(
 @needs_host_programs
 def test_unknown_program_hint(tmp_path: Path) -> None:
     with pytest.raises(HostError, match="fckernel-no-such-tool") as raised:
-        build_initramfs(INIT, ["fckernel-no-such-tool"], Cache(tmp_path))
+        build_initramfs(INIT, ["fckernel-no-such-tool"], Cache(tmp_path), HOST)
     assert raised.value.hint is not None
     assert "apt-file search" in raised.value.hint
 
@@ -310,25 +314,26 @@ def test_unknown_program_hint(tmp_path: Path) -> None:
 @needs_host_programs
 def test_program_path_rejected(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a program name"):
-        build_initramfs(INIT, ["/usr/sbin/tc"], Cache(tmp_path))
+        build_initramfs(INIT, ["/usr/sbin/tc"], Cache(tmp_path), HOST)
 
 
-def test_missing_busybox_names_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(initramfs, "BUSYBOX", tmp_path / "busybox")
-    monkeypatch.setattr(initramfs, "host_arch", lambda: "x86_64")
+def test_missing_busybox_names_package(tmp_path: Path) -> None:
+    empty = Userland(tmp_path / "root", get_arch("x86_64"))
 
     with pytest.raises(HostError, match="busybox not found") as raised:
-        build_initramfs(INIT, [], Cache(tmp_path))
+        build_initramfs(INIT, [], Cache(tmp_path), empty)
     assert raised.value.hint is not None
     assert "busybox-static" in raised.value.hint
 
 
-def test_other_host_arch_rejected(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(initramfs, "host_arch", lambda: "aarch64")
+def test_userland_packages_for_probe_programs() -> None:
+    packages = userland_packages(["tc", "iptables-nft", "ip6tables-legacy"])
 
-    with pytest.raises(HostError, match="x86_64 host"):
-        build_initramfs(INIT, [], Cache(tmp_path))
+    assert packages == ["busybox-static", "iproute2", "iptables"]
+
+
+def test_userland_packages_reject_unknown_program() -> None:
+    with pytest.raises(HostError, match="'my-tool'") as raised:
+        userland_packages(["tc", "my-tool"])
+    assert raised.value.hint is not None
+    assert "host of the guest's arch" in raised.value.hint

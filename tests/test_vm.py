@@ -196,7 +196,7 @@ def test_kvm_internal_error_falls_back(host: FakeHost) -> None:
     host.install("qemu-system-x86_64", QEMU_KVM_INTERNAL_ERROR)
     log = io.StringIO()
 
-    runner, warnings = choose_runner(KERNEL, log)
+    runner, warnings = choose_runner(KERNEL, "x86_64", log)
 
     assert runner == RUNNER_QEMU_TCG
     assert len(warnings) == 1
@@ -206,9 +206,9 @@ def test_kvm_internal_error_falls_back(host: FakeHost) -> None:
 
 def test_kvm_decision_is_remembered(host: FakeHost) -> None:
     host.install("qemu-system-x86_64", QEMU_KVM_INTERNAL_ERROR)
-    choose_runner(KERNEL, io.StringIO())
+    choose_runner(KERNEL, "x86_64", io.StringIO())
 
-    runner, warnings = choose_runner(KERNEL, io.StringIO())
+    runner, warnings = choose_runner(KERNEL, "x86_64", io.StringIO())
 
     assert runner == RUNNER_QEMU_TCG
     assert warnings == []
@@ -218,7 +218,7 @@ def test_kvm_decision_is_remembered(host: FakeHost) -> None:
 def test_kvm_msr_abort_falls_back(host: FakeHost) -> None:
     host.install("qemu-system-x86_64", QEMU_MSR_ABORT)
 
-    decision = vm.kvm_decision(KERNEL, io.StringIO())
+    decision = vm.kvm_decision(KERNEL, "x86_64", io.StringIO())
 
     assert not decision.usable
     assert "failed to set MSR" in decision.reason
@@ -227,7 +227,7 @@ def test_kvm_msr_abort_falls_back(host: FakeHost) -> None:
 def test_kvm_exit_before_boot_falls_back(host: FakeHost) -> None:
     host.install("qemu-system-x86_64", QEMU_SILENT_EXIT)
 
-    decision = vm.kvm_decision(KERNEL, io.StringIO())
+    decision = vm.kvm_decision(KERNEL, "x86_64", io.StringIO())
 
     assert not decision.usable
     assert "status 1" in decision.reason
@@ -239,7 +239,7 @@ def test_kvm_check_hang_falls_back(
     host.install("qemu-system-x86_64", QEMU_SILENT_HANG)
     monkeypatch.setattr(vm, "KVM_CHECK_TIMEOUT_SECONDS", 1.0)
 
-    decision = vm.kvm_decision(KERNEL, io.StringIO())
+    decision = vm.kvm_decision(KERNEL, "x86_64", io.StringIO())
 
     assert not decision.usable
     assert "timed out after 1 s" in decision.reason
@@ -248,7 +248,7 @@ def test_kvm_check_hang_falls_back(
 def test_working_kvm_uses_qemu_kvm(host: FakeHost) -> None:
     host.install("qemu-system-x86_64", QEMU_KVM_WORKS)
 
-    runner, warnings = choose_runner(KERNEL, io.StringIO())
+    runner, warnings = choose_runner(KERNEL, "x86_64", io.StringIO())
 
     assert runner == RUNNER_QEMU_KVM
     assert warnings == []
@@ -258,7 +258,7 @@ def test_working_kvm_prefers_firecracker(host: FakeHost) -> None:
     host.install("qemu-system-x86_64", QEMU_KVM_WORKS)
     host.install("firecracker", "exit 0\n")
 
-    runner, _warnings = choose_runner(KERNEL, io.StringIO())
+    runner, _warnings = choose_runner(KERNEL, "x86_64", io.StringIO())
 
     assert runner == RUNNER_FIRECRACKER
 
@@ -269,7 +269,7 @@ def test_unusable_kvm_device_skips_check(
     host.install("qemu-system-x86_64", QEMU_KVM_WORKS)
     monkeypatch.setattr(vm, "_kvm_device_usable", lambda: False)
 
-    runner, warnings = choose_runner(KERNEL, io.StringIO())
+    runner, warnings = choose_runner(KERNEL, "x86_64", io.StringIO())
 
     assert runner == RUNNER_QEMU_TCG
     assert "/dev/kvm" in warnings[0]
@@ -280,9 +280,34 @@ def test_missing_qemu_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", str(tmp_path))
 
     with pytest.raises(HostError, match="qemu-system-x86_64 not found") as raised:
-        choose_runner(KERNEL, io.StringIO())
+        choose_runner(KERNEL, "x86_64", io.StringIO())
     assert raised.value.hint is not None
     assert "qemu-system-x86" in raised.value.hint
+
+
+def test_foreign_guest_runs_under_tcg_without_kvm_check(host: FakeHost) -> None:
+    host.install("qemu-system-aarch64", QEMU_KVM_WORKS)
+    host.install("firecracker", "exit 0\n")
+
+    runner, warnings = choose_runner(KERNEL, "aarch64", io.StringIO())
+
+    assert runner == RUNNER_QEMU_TCG
+    assert warnings == [
+        "booting an aarch64 guest on an x86_64 host under QEMU's emulator "
+        "(TCG), which is slower"
+    ]
+    assert host.call_count("qemu-system-aarch64") == 0
+
+
+def test_missing_foreign_qemu_names_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(HostError, match="qemu-system-aarch64 not found") as raised:
+        choose_runner(KERNEL, "aarch64", io.StringIO())
+    assert raised.value.hint is not None
+    assert "apt-get install qemu-system-arm" in raised.value.hint
 
 
 def test_run_bounded_times_out() -> None:
@@ -310,3 +335,25 @@ def test_callback_stops_vm() -> None:
     assert run.returncode is None
     assert not run.timed_out
     assert lines == ["ready"]
+
+
+def test_qemu_aarch64_command_uses_virtio_console() -> None:
+    command = qemu_command(VmConfig(KERNEL, INITRD, arch="aarch64"), "tcg")
+
+    assert command[0] == "qemu-system-aarch64"
+    assert _option(command, "-M") == "virt"
+    assert _option(command, "-cpu") == "max"
+    assert _option(command, "-chardev") == "stdio,id=console"
+    assert "virtconsole,chardev=console" in command
+    assert "-serial" not in command
+    assert "-icount" not in command
+    assert "console=hvc0" in _option(command, "-append").split()
+
+
+def test_qemu_aarch64_interactive_command_shares_the_monitor() -> None:
+    config = VmConfig(KERNEL, INITRD, arch="aarch64")
+
+    command = qemu_command(config, "tcg", interactive=True)
+
+    assert _option(command, "-chardev") == "stdio,id=console,mux=on"
+    assert _option(command, "-mon") == "chardev=console"

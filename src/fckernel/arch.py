@@ -25,6 +25,9 @@ class Arch:
     config_symbol: str
     cross_compile: str
     cross_package: str
+    debian_arch: str
+    multiarch: str
+    elf_machine: int
 
     def cross_prefix(self) -> str:
         """Return the CROSS_COMPILE prefix, empty when the host runs this arch."""

@@ -6,8 +6,9 @@
 
 The guest runs each probe once from its initramfs (see guest.py and
 initramfs.py) and the host reads the results from the serial console, which
-goes whole to `log_path`. Only x86_64 kernels can be tested: the initramfs is
-made of the x86_64 host's programs and the VMs are x86_64 machines.
+goes whole to `log_path`. An x86_64 kernel boots in a microVM of the host's
+kind; an aarch64 kernel on an x86_64 host boots under QEMU's emulator, with
+probe programs from Debian's arm64 packages (see userland.py and vm.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fckernel.arch import Arch
+from fckernel.arch import Arch, host_arch
 from fckernel.cache import Cache
 from fckernel.elf import ELF_MAGIC, EM_X86_64, read_elf_header
 from fckernel.errors import BootTestError, InputError
@@ -32,15 +33,15 @@ from fckernel.guest import (
     render_probe_init,
     render_shell_init,
 )
-from fckernel.images import image_format
-from fckernel.initramfs import ENV_FILE, Initramfs, build_initramfs
+from fckernel.images import FORMAT_NAMES, expected_format, image_format
+from fckernel.initramfs import ENV_FILE, Initramfs, build_initramfs, userland_packages
+from fckernel.userland import Userland, debian_userland, host_userland
 from fckernel.vm import VmConfig, VmRun, boot, choose_runner, run_interactive
 
 # Covers a boot under TCG, the slowest runner, and every probe, with a wide
 # margin: a TCG boot to the last default probe took 5 to 7 s on a two-core
 # x86_64 VM that was busy with a kernel build.
 DEFAULT_TIMEOUT_SECONDS = 300.0
-TESTABLE_ARCH = "x86_64"
 # Failed probes named in the message of failure_error(); the log has them all.
 MAX_FAILURES_IN_MESSAGE = 5
 
@@ -125,13 +126,13 @@ def run_boot_test(
     """
     check_kernel(kernel, arch)
     probes = guest_probes(features)
-    image = _probe_image(probes, cache)
+    image = _probe_image(probes, arch, cache)
     parser = ConsoleParser(probes)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log, tempfile.TemporaryDirectory() as work_dir:
-        runner, warnings = choose_runner(kernel, log)
+        runner, warnings = choose_runner(kernel, arch.name, log)
         log.write(f"fckernel: booting {kernel} with {runner}\n")
-        config = VmConfig(kernel, image.path)
+        config = VmConfig(kernel, image.path, arch=arch.name)
         vm = boot(config, runner, log, parser.feed, timeout, Path(work_dir))
 
     return BootTestResult(
@@ -161,29 +162,29 @@ def boot_interactive(
     VM's exit status once the shell exits.
     """
     check_kernel(kernel, arch)
-    image = build_initramfs(
-        render_shell_init(ENV_FILE), required_programs(guest_probes(features)), cache
-    )
+    programs = required_programs(guest_probes(features))
+    userland = _userland(arch, programs, cache)
+    image = build_initramfs(render_shell_init(ENV_FILE), programs, cache, userland)
     notify = on_message or (lambda _message: None)
     log_path = cache.folder("logs") / "boot-kvm-check.log"
     with log_path.open("w") as log:
-        runner, warnings = choose_runner(kernel, log)
+        runner, warnings = choose_runner(kernel, arch.name, log)
     for warning in warnings:
         notify(warning)
     notify(f"booting with {runner}; leave with `exit` (or Ctrl-A X in QEMU)")
     with tempfile.TemporaryDirectory() as work_dir:
-        config = VmConfig(kernel, image.path)
+        config = VmConfig(kernel, image.path, arch=arch.name)
         return run_interactive(config, runner, Path(work_dir))
 
 
 def check_kernel(kernel: Path, arch: Arch) -> None:
-    """Raise InputError unless `kernel` is an x86_64 vmlinux the VMs can boot."""
-    if arch.name != TESTABLE_ARCH:
-        raise InputError(
-            f"boot tests support {TESTABLE_ARCH} kernels only, not {arch.name}",
-            "build with --arch x86_64 to boot-test the config",
-        )
-    hint = "pass the ELF vmlinux from the build's output folder"
+    """Raise InputError unless `kernel` is an image of `arch` the VMs can boot:
+    an x86_64 ELF vmlinux or an arm64 Image.
+    """
+    hint = f"pass the {arch.image_name} from the build's output folder"
+    if arch.name != "x86_64":
+        _check_image_format(kernel, arch, hint)
+        return
     try:
         header = read_elf_header(kernel)
     except FileNotFoundError as error:
@@ -200,15 +201,44 @@ def check_kernel(kernel: Path, arch: Arch) -> None:
         )
 
 
+def _check_image_format(kernel: Path, arch: Arch, hint: str) -> None:
+    try:
+        found = image_format(kernel)
+    except FileNotFoundError as error:
+        raise InputError(f"kernel {kernel} not found", hint) from error
+    except OSError as error:
+        raise InputError(f"cannot read kernel {kernel}: {error}", hint) from error
+    expected, description = expected_format(arch)
+    if found != expected:
+        raise InputError(
+            f"{kernel} is {FORMAT_NAMES[found]} file, not {description} "
+            f"for {arch.name}",
+            hint,
+        )
+
+
 def required_programs(probes: Sequence[GuestProbe]) -> list[str]:
     """Return the host programs the probes need, each once, in probe order."""
     programs = (name for probe in probes for name in probe.probe.programs)
     return list(dict.fromkeys(programs))
 
 
-def _probe_image(probes: Sequence[GuestProbe], cache: Cache) -> Initramfs:
+def _probe_image(probes: Sequence[GuestProbe], arch: Arch, cache: Cache) -> Initramfs:
     init = render_probe_init(probes, ENV_FILE)
-    return build_initramfs(init, required_programs(probes), cache, probe_files(probes))
+    programs = required_programs(probes)
+    userland = _userland(arch, programs, cache)
+    return build_initramfs(init, programs, cache, userland, probe_files(probes))
+
+
+def _userland(arch: Arch, programs: Sequence[str], cache: Cache) -> Userland:
+    """Return where the guest's programs come from: the host, when it runs
+    `arch`, else Debian's packages of `arch`.
+    """
+    if arch.name == host_arch():
+        return host_userland(arch)
+    log_path = cache.folder("logs") / f"userland-{arch.debian_arch}.log"
+    with log_path.open("w") as log:
+        return debian_userland(arch, userland_packages(programs), cache, log)
 
 
 def _format_guess(kernel: Path) -> str:

@@ -1,7 +1,9 @@
 """The initramfs a boot test runs: busybox, the probes' host programs and libraries.
 
-The image is a gzip-compressed cpio "newc" archive for x86_64 guests, built
-from the host's own files, so the host must be x86_64 Debian (or alike):
+The image is a gzip-compressed cpio "newc" archive built from a userland
+(see userland.py): the host's own files for a guest of the host's arch, else
+Debian's packages of the guest's arch unpacked into the cache. On an x86_64
+Debian host it holds:
 
     /init                             the init script (see guest.py)
     /bin/busybox, /bin/sh, ...        Debian's busybox-static and its applet links
@@ -11,10 +13,15 @@ from the host's own files, so the host must be x86_64 Debian (or alike):
     /lib/x86_64-linux-gnu/libc.so.6   each shared library at the path where the
     /lib64/ld-linux-x86-64.so.2       host's dynamic loader found it
     /usr/lib/x86_64-linux-gnu/xtables iptables extensions, when libxtables is in
+                                      (the folder of the guest's arch)
     /etc/protocols, /etc/ethertypes   name databases iptables reads, if present
     /etc/fckernel-env.sh              PATH, library paths and aliases, which
                                       /init and each probe source
     /dev/console, /proc, /run, ...    mount points and the kernel's first console
+
+The host's dynamic loader lists the libraries of a host program. It cannot
+run a foreign arch's programs, so for those fckernel follows their DT_NEEDED
+entries through the userland's library folders instead.
 
 Images are cached by content as <cache>/initramfs/<sha256>.cpio.gz, where the
 key covers the init script, the program list and every entry with the bytes
@@ -34,18 +41,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fckernel.arch import host_arch
 from fckernel.cache import Cache, atomic_write, cleanup_temps, sha256_file
 from fckernel.cpio import CpioWriter
-from fckernel.elf import EM_X86_64, read_elf_header
+from fckernel.elf import read_elf_header
 from fckernel.errors import HostError, InputError
 from fckernel.process import capture
+from fckernel.userland import Userland, needed_libraries
 
 # Bump when the image layout changes, so that cached images of the old layout
 # are not reused.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
-BUSYBOX = Path("/bin/busybox")
+BUSYBOX = "/bin/busybox"
 # Searched in this order for a probe's programs; the guest's PATH is the same.
 PROGRAM_DIRS = (
     "/usr/local/sbin",
@@ -55,9 +62,13 @@ PROGRAM_DIRS = (
     "/sbin",
     "/bin",
 )
-# libxtables loads the match and target extensions from here at run time.
-XTABLES_DIR = Path("/usr/lib/x86_64-linux-gnu/xtables")
+# libxtables loads the match and target extensions from here at run time;
+# {multiarch} is the arch's library folder name, e.g. x86_64-linux-gnu.
+XTABLES_DIR = "/usr/lib/{multiarch}/xtables"
 XTABLES_LIBRARY = "libxtables.so"
+# Where a foreign program's libraries are searched after its RUNPATH, as
+# Debian's dynamic loader searches them.
+LIBRARY_DIRS = ("/lib/{multiarch}", "/usr/lib/{multiarch}", "/lib", "/usr/lib")
 # Name databases: protocols for `-p tcp`, ethertypes for ebtables, services
 # for port names. Each is optional because iptables has built-in fallbacks.
 DATA_FILES = ("/etc/protocols", "/etc/ethertypes", "/etc/services")
@@ -159,18 +170,19 @@ def build_initramfs(
     init_script: str,
     programs: Sequence[str],
     cache: Cache,
+    userland: Userland,
     files: Mapping[str, bytes] | None = None,
 ) -> Initramfs:
     """Build, or take from the cache, the initramfs for a boot test.
 
-    `init_script` becomes /init, `programs` are host program names the guest
-    needs (found in PROGRAM_DIRS), and `files` maps more archive paths to
-    their content. Raises HostError when the host is not x86_64 or lacks
-    busybox-static or a program, and InputError for a program name that is a
-    path.
+    `init_script` becomes /init, `programs` are names of programs in
+    `userland` that the guest needs (found in PROGRAM_DIRS), and `files` maps
+    more archive paths to their content. Raises HostError when the userland
+    lacks busybox-static or a program, and InputError for a program name that
+    is a path.
     """
     started = time.monotonic()
-    manifest = collect_manifest(init_script, programs, files or {})
+    manifest = collect_manifest(init_script, programs, files or {}, userland)
     key = manifest.digest(init_script, programs)
     folder = cache.folder("initramfs")
     path = folder / f"{key}.cpio.gz"
@@ -184,29 +196,47 @@ def build_initramfs(
 
 
 def collect_manifest(
-    init_script: str, programs: Sequence[str], files: Mapping[str, bytes]
+    init_script: str,
+    programs: Sequence[str],
+    files: Mapping[str, bytes],
+    userland: Userland,
 ) -> Manifest:
     """List every entry of the image without reading the files' contents."""
-    _check_host()
     manifest = Manifest()
     for mount_point in MOUNT_POINTS:
         manifest.add_dir(mount_point)
 
-    busybox = _find_busybox()
-    manifest.add_host_file(str(BUSYBOX), busybox)
-    applets = _add_applet_links(manifest, busybox, skip=set(programs))
-    found = {name: _find_program(name) for name in programs}
-    executables = [busybox, *(_add_program(manifest, path) for path in found.values())]
+    busybox = _find_busybox(userland)
+    manifest.add_host_file(BUSYBOX, userland.host_path(busybox))
+    if userland.is_host:
+        applets = _add_applet_links(manifest, Path(busybox), skip=set(programs))
+    else:
+        # A foreign busybox cannot run here to list its applets. Its sh runs
+        # applets without links, and an alias for each program (see
+        # _applet_aliases) costs nothing where no applet has that name.
+        manifest.add_symlink("/bin/sh", BUSYBOX)
+        applets = set(programs)
+    found = {name: _find_program(name, userland) for name in programs}
+    executables = [
+        BUSYBOX,
+        *(_add_program(manifest, userland, path) for path in found.values()),
+    ]
 
-    library_dirs = _add_libraries(manifest, executables)
+    library_dirs = _add_libraries(manifest, userland, executables)
+    xtables_dir = XTABLES_DIR.format(multiarch=userland.arch.multiarch)
     xtables = any(XTABLES_LIBRARY in Path(path).name for path in manifest.entries)
     if xtables:
-        library_dirs |= _add_xtables_extensions(manifest, executables)
+        library_dirs |= _add_xtables_extensions(manifest, userland, xtables_dir)
     for data_file in DATA_FILES:
-        if Path(data_file).is_file():
-            manifest.add_host_file(data_file, Path(data_file))
+        # Name databases are the same on every arch: the host's serve when
+        # the userland has none.
+        for candidate in (userland.host_path(data_file), Path(data_file)):
+            if candidate.is_file():
+                manifest.add_host_file(data_file, candidate)
+                break
 
-    env = _environment(sorted(library_dirs), xtables, _applet_aliases(found, applets))
+    aliases = _applet_aliases(found, applets)
+    env = _environment(sorted(library_dirs), xtables_dir if xtables else "", aliases)
     manifest.add_data(ENV_FILE, env.encode())
     manifest.add_data("/init", init_script.encode(), mode=0o755)
     for path, data in files.items():
@@ -225,34 +255,54 @@ def package_for(program: str) -> str | None:
     return None
 
 
-def _check_host() -> None:
-    if host_arch() != "x86_64":
-        raise HostError(
-            f"boot tests need an x86_64 host, not {host_arch()}",
-            "run the boot test on an x86_64 machine, because the guest's "
-            "initramfs is made of the host's programs",
-        )
+def userland_packages(programs: Sequence[str]) -> list[str]:
+    """Return the Debian packages that provide busybox and `programs`.
+
+    Raises HostError for a program outside fckernel's table, whose package
+    it cannot name for another arch.
+    """
+    packages = [_PACKAGES["busybox"]]
+    for program in programs:
+        package = package_for(program)
+        if package is None:
+            raise HostError(
+                f"fckernel does not know which Debian package provides {program!r} "
+                "for a guest of another arch",
+                "boot-test that probe on a host of the guest's arch, or leave "
+                "out the feature that needs it",
+            )
+        packages.append(package)
+    return sorted(set(packages))
 
 
-def _find_busybox() -> Path:
-    if not BUSYBOX.is_file():
+def _find_busybox(userland: Userland) -> str:
+    if not userland.is_file(BUSYBOX):
         raise HostError(
-            f"busybox not found at {BUSYBOX}",
+            f"busybox not found at {userland.host_path(BUSYBOX)}",
             "install the Debian package busybox-static: apt-get install busybox-static",
         )
-    return BUSYBOX
+    return userland.resolve(BUSYBOX)
 
 
-def _find_program(name: str) -> Path:
+def _find_program(name: str, userland: Userland) -> str:
     if not name or "/" in name:
         raise InputError(
             f"probe program {name!r} is not a program name",
             "list bare names such as 'tc' in a probe's programs",
         )
     for folder in PROGRAM_DIRS:
-        candidate = Path(folder) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
+        candidate = f"{folder}/{name}"
+        if userland.is_file(candidate) and os.access(
+            userland.host_path(userland.resolve(candidate)), os.X_OK
+        ):
             return candidate
+    searched = ":".join(PROGRAM_DIRS)
+    if not userland.is_host:
+        raise HostError(
+            f"program {name!r} not found in {searched} of the "
+            f"{userland.arch.debian_arch} packages in {userland.root}",
+            "remove that folder so that fckernel unpacks the packages again",
+        )
     package = package_for(name)
     hint = (
         f"install the Debian package {package}: apt-get install {package}"
@@ -260,20 +310,19 @@ def _find_program(name: str) -> Path:
         else f"install the package that provides {name}; `apt-file search "
         f"/usr/sbin/{name}` finds it"
     )
-    searched = ":".join(PROGRAM_DIRS)
     raise HostError(f"program {name!r} not found on this host in {searched}", hint)
 
 
-def _add_program(manifest: Manifest, host_path: Path) -> Path:
+def _add_program(manifest: Manifest, userland: Userland, path: str) -> str:
     """Add the program under the name the guest calls it by, linked to the file
-    it resolves to when that differs; return that file.
+    it resolves to when that differs; return that file's path.
     """
-    real = host_path.resolve()
-    if real != host_path:
+    real = userland.resolve(path)
+    if real != path:
         # Multi-call programs such as xtables-nft-multi read the name they
         # were called by, so the link must keep it.
-        manifest.add_symlink(str(host_path), str(real))
-    manifest.add_host_file(str(real), real)
+        manifest.add_symlink(path, real)
+    manifest.add_host_file(real, userland.host_path(real))
     return real
 
 
@@ -292,12 +341,12 @@ def _add_applet_links(manifest: Manifest, busybox: Path, skip: set[str]) -> set[
         path = "/" + applet.lstrip("/")
         names.add(Path(path).name)
         if Path(path).name not in skip and path not in manifest:
-            manifest.add_symlink(path, str(busybox))
+            manifest.add_symlink(path, BUSYBOX)
     return names
 
 
-def _applet_aliases(found: Mapping[str, Path], applets: set[str]) -> list[str]:
-    """Return aliases that make busybox sh run the host's program, not the
+def _applet_aliases(found: Mapping[str, str], applets: set[str]) -> list[str]:
+    """Return aliases that make busybox sh run the userland's program, not the
     busybox applet of the same name.
 
     Debian builds busybox-static with FEATURE_SH_STANDALONE and
@@ -312,41 +361,45 @@ def _applet_aliases(found: Mapping[str, Path], applets: set[str]) -> list[str]:
     ]
 
 
-def _add_libraries(manifest: Manifest, binaries: Iterable[Path]) -> set[str]:
+def _add_libraries(
+    manifest: Manifest, userland: Userland, binaries: Iterable[str]
+) -> set[str]:
     """Add the shared libraries and the loader the binaries need; return the
-    folders they are in.
+    folders they are in. Scripts and static programs need none.
     """
     folders: set[str] = set()
     for binary in binaries:
-        loader = _loader_of(binary)
-        if loader is not None:
-            folders |= _add_loader_listing(manifest, loader, binary)
+        host = userland.host_path(userland.resolve(binary))
+        header = read_elf_header(host)
+        if header is None:
+            continue
+        if header.machine != userland.arch.elf_machine:
+            raise HostError(
+                f"{host} is not an {userland.arch.name} program",
+                f"the boot test copies {userland.arch.name} programs into the guest",
+            )
+        if not needed_libraries(host)[0]:
+            continue
+        if userland.is_host:
+            # A shared library names no loader; the programs' loader lists it.
+            loader = header.interpreter or _loader_in(manifest)
+            folders |= _add_loader_listing(manifest, loader, host)
+        else:
+            folders |= _add_needed_libraries(
+                manifest, userland, binary, header.interpreter
+            )
     return folders
 
 
-def _add_xtables_extensions(manifest: Manifest, binaries: Iterable[Path]) -> set[str]:
+def _add_xtables_extensions(
+    manifest: Manifest, userland: Userland, xtables_dir: str
+) -> set[str]:
     """Add iptables' extension modules and the libraries they need."""
-    loader = next(filter(None, map(_loader_of, binaries)))
-    folders = {str(XTABLES_DIR)}
-    for module in sorted(XTABLES_DIR.glob("*.so")):
-        manifest.add_host_file(str(module), module)
-        folders |= _add_loader_listing(manifest, loader, module)
-    return folders
-
-
-def _loader_of(binary: Path) -> str | None:
-    """Return the dynamic loader `binary` names, or None for a static program or
-    a script, which busybox sh runs in the guest.
-    """
-    header = read_elf_header(binary)
-    if header is None:
-        return None
-    if header.machine != EM_X86_64:
-        raise HostError(
-            f"{binary} is not an x86_64 program",
-            "the boot test copies host programs into an x86_64 guest",
-        )
-    return header.interpreter
+    modules = sorted(userland.host_path(xtables_dir).glob("*.so"))
+    modules_in_guest = [f"{xtables_dir}/{module.name}" for module in modules]
+    for path in modules_in_guest:
+        manifest.add_host_file(path, userland.host_path(userland.resolve(path)))
+    return {xtables_dir} | _add_libraries(manifest, userland, modules_in_guest)
 
 
 def _add_loader_listing(manifest: Manifest, loader: str, binary: Path) -> set[str]:
@@ -367,6 +420,56 @@ def _add_loader_listing(manifest: Manifest, loader: str, binary: Path) -> set[st
         manifest.add_host_file(library, Path(library))
         folders.add(str(Path(library).parent))
     return folders
+
+
+def _loader_in(manifest: Manifest) -> str:
+    """Return a loader already in the image, for listing a shared library's needs."""
+    for path in manifest.entries:
+        if Path(path).name.startswith("ld-linux"):
+            return path
+    raise HostError(
+        "no dynamic loader found for iptables' extension modules",
+        "reinstall the Debian package iptables",
+    )
+
+
+def _add_needed_libraries(
+    manifest: Manifest, userland: Userland, binary: str, loader: str | None
+) -> set[str]:
+    """Add the loader and, following DT_NEEDED, every library `binary` needs."""
+    folders: set[str] = set()
+    if loader:
+        manifest.add_host_file(loader, userland.host_path(userland.resolve(loader)))
+    pending = [binary]
+    while pending:
+        current = pending.pop()
+        host = userland.host_path(userland.resolve(current))
+        names, runpath = needed_libraries(host)
+        origin = str(Path(userland.resolve(current)).parent)
+        for name in names:
+            library = _find_library(userland, name, runpath, origin, current)
+            if library not in manifest:
+                target = userland.host_path(userland.resolve(library))
+                manifest.add_host_file(library, target)
+                pending.append(library)
+            folders.add(str(Path(library).parent))
+    return folders
+
+
+def _find_library(
+    userland: Userland, name: str, runpath: list[str], origin: str, needer: str
+) -> str:
+    multiarch = userland.arch.multiarch
+    folders = [folder.replace("$ORIGIN", origin) for folder in runpath]
+    folders += [folder.format(multiarch=multiarch) for folder in LIBRARY_DIRS]
+    for folder in folders:
+        if userland.is_file(f"{folder}/{name}"):
+            return f"{folder}/{name}"
+    raise HostError(
+        f"{needer} needs {name}, which the {userland.arch.debian_arch} packages "
+        f"in {userland.root} do not have",
+        "remove that folder so that fckernel unpacks the packages again",
+    )
 
 
 def parse_loader_listing(listing: str, binary: Path) -> list[str]:
@@ -390,15 +493,15 @@ def parse_loader_listing(listing: str, binary: Path) -> list[str]:
     return paths
 
 
-def _environment(library_dirs: list[str], xtables: bool, aliases: list[str]) -> str:
+def _environment(library_dirs: list[str], xtables_dir: str, aliases: list[str]) -> str:
     lines = [
         f"export PATH={':'.join(PROGRAM_DIRS)}",
         f"export LD_LIBRARY_PATH={':'.join(library_dirs)}",
         # Interactive shells read $ENV, so a person's shell gets the aliases too.
         f"export ENV={ENV_FILE}",
     ]
-    if xtables:
-        lines.append(f"export XTABLES_LIBDIR={XTABLES_DIR}")
+    if xtables_dir:
+        lines.append(f"export XTABLES_LIBDIR={xtables_dir}")
     return "\n".join(lines + aliases) + "\n"
 
 

@@ -7,7 +7,12 @@ Runners, in order of preference:
   console on stdout.
 - "qemu-kvm": QEMU's `microvm` machine, which is close to Firecracker's (no
   PCI, a serial console, a PVH boot of the ELF vmlinux), accelerated by KVM.
-- "qemu-tcg": the same machine under QEMU's emulator, when KVM does not work.
+- "qemu-tcg": the same machine under QEMU's emulator, when KVM does not work,
+  and always for a guest of another arch than the host's.
+
+An aarch64 guest boots on QEMU's `virt` machine. Firecracker's aarch64
+configs have no driver for virt's PL011 UART, so its console is a virtio
+console (hvc0), which the configs build in.
 
 /dev/kvm existing is no proof that KVM works: under nested virtualization QEMU
 can abort on an MSR it cannot set, or stop with "KVM internal error" early in
@@ -32,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from fckernel.arch import host_arch
 from fckernel.errors import HostError, InputError
 from fckernel.guest import PANIC_TEXT
 from fckernel.process import run
 
 FIRECRACKER = "firecracker"
-QEMU = "qemu-system-x86_64"
 KVM_DEVICE = Path("/dev/kvm")
 
 RUNNER_FIRECRACKER = "firecracker"
@@ -49,7 +54,9 @@ DEFAULT_VCPUS = 1
 
 # panic=-1 resets at once on a panic, and both VMMs exit on a reset: QEMU
 # because of -no-reboot, Firecracker always. So a crashed guest ends the VM.
-BASE_BOOT_ARGS = "console=ttyS0 panic=-1"
+BASE_BOOT_ARGS = "panic=-1"
+# Firecracker's serial console is ttyS0 on both arches.
+FIRECRACKER_CONSOLE = "ttyS0"
 # Firecracker stops on a keyboard-controller reset and has no PCI bus.
 FIRECRACKER_BOOT_ARGS = "reboot=k pci=off"
 # With an rdinit that does not exist, the kernel runs no /init from a built-in
@@ -91,6 +98,37 @@ ConsoleCallback = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
+class QemuMachine:
+    """How QEMU runs a guest of one arch: binary, machine and console."""
+
+    binary: str
+    package: str  # the Debian package that provides `binary`
+    machine: str
+    kvm_machine: str
+    console: str  # the guest's console device, for console=
+    tcg_options: tuple[str, ...] = ()
+
+
+QEMU_MACHINES = {
+    "x86_64": QemuMachine(
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        "microvm",
+        "microvm",
+        "ttyS0",
+        ("-icount", TCG_ICOUNT),
+    ),
+    "aarch64": QemuMachine(
+        "qemu-system-aarch64",
+        "qemu-system-arm",
+        "virt",
+        "virt,gic-version=host",
+        "hvc0",
+    ),
+}
+
+
+@dataclass(frozen=True)
 class VmConfig:
     """The kernel and initramfs to boot, and the size of the machine."""
 
@@ -99,6 +137,7 @@ class VmConfig:
     boot_args: str = ""  # appended to the runner's own boot arguments
     memory_mib: int = DEFAULT_MEMORY_MIB
     vcpus: int = DEFAULT_VCPUS
+    arch: str = "x86_64"
 
 
 @dataclass(frozen=True)
@@ -132,24 +171,39 @@ class StopVm(Exception):
 _kvm_decision: KvmDecision | None = None
 
 
-def choose_runner(kernel: Path, log: IO[str]) -> tuple[str, list[str]]:
-    """Return the runner for boot tests and any warning about falling back.
+def choose_runner(kernel: Path, arch: str, log: IO[str]) -> tuple[str, list[str]]:
+    """Return the runner for boot tests of an `arch` kernel and any warning
+    about falling back.
 
     The first call may boot `kernel` once to check KVM (see the module's
     docstring). Raises HostError when neither Firecracker nor QEMU is usable.
     """
+    qemu = QEMU_MACHINES[arch]
+    has_qemu = shutil.which(qemu.binary) is not None
+    install = (
+        f"install the Debian package {qemu.package}: apt-get install {qemu.package}"
+    )
+    if arch != host_arch():
+        if not has_qemu:
+            raise HostError(
+                f"{qemu.binary} not found; an {arch} guest on this "
+                f"{host_arch()} host boots only under QEMU's emulator",
+                install,
+            )
+        return RUNNER_QEMU_TCG, [
+            f"booting an {arch} guest on an {host_arch()} host under QEMU's "
+            "emulator (TCG), which is slower"
+        ]
     has_firecracker = shutil.which(FIRECRACKER) is not None
-    if shutil.which(QEMU) is None:
+    if not has_qemu:
         if has_firecracker and _kvm_device_usable():
             return RUNNER_FIRECRACKER, []
         raise HostError(
-            f"{QEMU} not found, and Firecracker cannot run here",
-            "install the Debian package qemu-system-x86: "
-            "apt-get install qemu-system-x86",
+            f"{qemu.binary} not found, and Firecracker cannot run here", install
         )
 
     first_decision = _kvm_decision is None
-    decision = kvm_decision(kernel, log)
+    decision = kvm_decision(kernel, arch, log)
     if decision.usable:
         return (RUNNER_FIRECRACKER if has_firecracker else RUNNER_QEMU_KVM), []
     warnings = []
@@ -161,12 +215,12 @@ def choose_runner(kernel: Path, log: IO[str]) -> tuple[str, list[str]]:
     return RUNNER_QEMU_TCG, warnings
 
 
-def kvm_decision(kernel: Path, log: IO[str]) -> KvmDecision:
+def kvm_decision(kernel: Path, arch: str, log: IO[str]) -> KvmDecision:
     """Check once per process whether KVM can boot guests, by trying it."""
     global _kvm_decision
     if _kvm_decision is None:
         if _kvm_device_usable():
-            _kvm_decision = _try_kvm(kernel, log)
+            _kvm_decision = _try_kvm(kernel, arch, log)
         else:
             _kvm_decision = KvmDecision(
                 False, f"{KVM_DEVICE} is missing or not readable and writable"
@@ -211,7 +265,9 @@ def firecracker_config(config: VmConfig) -> dict[str, Any]:
     """Return the `--config-file` document that boots `config` in Firecracker."""
     boot_source = {
         "kernel_image_path": str(config.kernel),
-        "boot_args": _boot_args(FIRECRACKER_BOOT_ARGS, config.boot_args),
+        "boot_args": _boot_args(
+            FIRECRACKER_CONSOLE, FIRECRACKER_BOOT_ARGS, config.boot_args
+        ),
     }
     if config.initrd is not None:
         boot_source["initrd_path"] = str(config.initrd)
@@ -229,29 +285,46 @@ def firecracker_config(config: VmConfig) -> dict[str, Any]:
 
 
 def qemu_command(config: VmConfig, accel: str, interactive: bool = False) -> list[str]:
-    """Return the QEMU microvm command for `config` under `accel` (kvm or tcg).
+    """Return the QEMU command for `config` under `accel` (kvm or tcg).
 
-    The console is the serial port on stdio. For `interactive`, QEMU's
-    monitor shares it, so that Ctrl-A X quits.
+    The console is on stdio. For `interactive`, QEMU's monitor shares it, so
+    that Ctrl-A X quits.
     """
+    qemu = QEMU_MACHINES[config.arch]
+    machine = qemu.kvm_machine if accel == "kvm" else qemu.machine
     command = [
-        QEMU,
-        *("-M", "microvm", "-accel", accel, "-cpu", _qemu_cpu(accel)),
+        qemu.binary,
+        *("-M", machine, "-accel", accel, "-cpu", _qemu_cpu(accel)),
         *("-m", str(config.memory_mib), "-smp", str(config.vcpus)),
         *("-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"),
-        *("-serial", "mon:stdio" if interactive else "stdio"),
+        *_console_options(qemu, interactive),
         *("-kernel", str(config.kernel)),
-        *("-append", _boot_args(config.boot_args)),
-        # microvm adds the virtio-mmio devices to the kernel's command line.
+        *("-append", _boot_args(qemu.console, config.boot_args)),
+        # Both machines describe their virtio-mmio devices to the kernel:
+        # microvm on its command line, virt in its device tree.
         *("-device", QEMU_ENTROPY_DEVICE),
     ]
     if accel == "tcg":
-        command += ["-icount", TCG_ICOUNT]
+        command += qemu.tcg_options
     if not interactive:
         command += ["-monitor", "none"]
     if config.initrd is not None:
         command += ["-initrd", str(config.initrd)]
     return command
+
+
+def _console_options(qemu: QemuMachine, interactive: bool) -> list[str]:
+    if qemu.console.startswith("ttyS"):
+        return ["-serial", "mon:stdio" if interactive else "stdio"]
+    mux = ",mux=on" if interactive else ""
+    options = [
+        *("-chardev", f"stdio,id=console{mux}"),
+        *("-device", "virtio-serial-device"),
+        *("-device", "virtconsole,chardev=console"),
+    ]
+    if interactive:
+        options += ["-mon", "chardev=console"]
+    return options
 
 
 def run_bounded(
@@ -295,7 +368,7 @@ def run_interactive(config: VmConfig, runner: str, work_dir: Path) -> int:
     return subprocess.call(command)
 
 
-def _try_kvm(kernel: Path, log: IO[str]) -> KvmDecision:
+def _try_kvm(kernel: Path, arch: str, log: IO[str]) -> KvmDecision:
     """Boot `kernel` under KVM until its root-mount panic, watching for errors."""
     saw_panic = False
     load_error = ""
@@ -311,7 +384,7 @@ def _try_kvm(kernel: Path, log: IO[str]) -> KvmDecision:
                 raise StopVm(f"QEMU reported {line.strip()!r}")
 
     log.write("fckernel: checking that KVM works by booting without an initramfs\n")
-    config = VmConfig(kernel, None, KVM_CHECK_BOOT_ARGS)
+    config = VmConfig(kernel, None, KVM_CHECK_BOOT_ARGS, arch=arch)
     command = qemu_command(config, "kvm")
     vm = run_bounded(RUNNER_QEMU_KVM, command, log, watch, KVM_CHECK_TIMEOUT_SECONDS)
     if load_error:
@@ -343,5 +416,6 @@ def _qemu_cpu(accel: str) -> str:
     return "host" if accel == "kvm" else "max"
 
 
-def _boot_args(*parts: str) -> str:
-    return " ".join(part for part in (BASE_BOOT_ARGS, *parts) if part)
+def _boot_args(console: str, *parts: str) -> str:
+    words = (f"console={console}", BASE_BOOT_ARGS, *parts)
+    return " ".join(word for word in words if word)
