@@ -24,8 +24,11 @@ DEFAULT_ADDITIONS = {
 
 
 def test_default_features_are_the_five() -> None:
-    defaults = {name for name, f in load_features().items() if f.default}
-    assert defaults == {"iptables", "crypto-accel", "evdev", "fq-codel", "autofs"}
+    features, warnings = select_features([], with_defaults=True, arch="x86_64")
+
+    names = {f.name for f in features}
+    assert names == {"iptables", "crypto-accel", "evdev", "fq-codel", "autofs"}
+    assert warnings == []
 
 
 def test_default_features_carry_all_twelve_additions_built_in() -> None:
@@ -46,11 +49,26 @@ def test_every_feature_has_probes() -> None:
         assert feature.probes, feature.name
 
 
-def test_crypto_skipped_on_aarch64_with_warning() -> None:
+def test_crypto_maps_to_arm64_drivers_on_aarch64() -> None:
     features, warnings = select_features([], with_defaults=True, arch="aarch64")
-    assert "crypto-accel" not in {f.name for f in features}
+
+    names = {f.name for f in features}
+    assert "crypto-accel" not in names
+    assert "crypto-accel-arm64" in names
     assert warnings == [
-        "feature 'crypto-accel' does not apply to aarch64 and is skipped"
+        "feature 'crypto-accel' does not apply to aarch64; "
+        "'crypto-accel-arm64' takes its place"
+    ]
+
+
+def test_named_feature_of_another_arch_is_skipped_with_warning() -> None:
+    features, warnings = select_features(
+        ["crypto-accel-arm64"], with_defaults=False, arch="x86_64"
+    )
+
+    assert features == []
+    assert warnings == [
+        "feature 'crypto-accel-arm64' does not apply to x86_64 and is skipped"
     ]
 
 

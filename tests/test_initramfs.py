@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from fckernel import initramfs
+from fckernel.arch import get_arch
 from fckernel.cache import Cache
 from fckernel.cpio import CpioWriter
 from fckernel.errors import HostError, InputError
-from fckernel.arch import get_arch
 from fckernel.initramfs import (
     BUSYBOX,
     ENV_FILE,

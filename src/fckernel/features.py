@@ -6,6 +6,7 @@ with `--feature PATH.toml`:
     description = "one line for `fckernel features`"
     default = true            # part of the default job
     arches = ["x86_64"]       # omitted: every arch
+    replaces = "crypto-accel" # this arch's counterpart of another arch's feature
     [options]
     NET_SCH_FQ_CODEL = "y"    # Kconfig symbol without CONFIG_, value as in .config
     [[probes]]
@@ -26,7 +27,7 @@ from fckernel.arch import ARCHES
 from fckernel.dotconfig import VALUE_HELP, is_valid_symbol, is_valid_value
 from fckernel.errors import InputError
 
-_FEATURE_KEYS = {"description", "default", "arches", "options", "probes"}
+_FEATURE_KEYS = {"description", "default", "arches", "replaces", "options", "probes"}
 _PROBE_KEYS = {"name", "run", "programs"}
 
 
@@ -50,6 +51,7 @@ class Feature:
     options: dict[str, str] = field(default_factory=dict)
     probes: tuple[Probe, ...] = ()
     path: Path | None = None
+    replaces: str | None = None  # the feature this one stands in for
 
     def applies_to(self, arch: str) -> bool:
         return arch in self.arches
@@ -106,12 +108,24 @@ def select_features(
         else:
             chosen.setdefault(feature.name, feature)
 
-    warnings = [
-        f"feature {f.name!r} does not apply to {arch} and is skipped"
-        for f in chosen.values()
-        if not f.applies_to(arch)
-    ]
-    return [f for f in chosen.values() if f.applies_to(arch)], warnings
+    applying = [f for f in chosen.values() if f.applies_to(arch)]
+    stand_ins = {f.replaces: f.name for f in applying if f.replaces}
+    warnings = []
+    for f in chosen.values():
+        if f.applies_to(arch):
+            continue
+        if f.name in stand_ins:
+            warnings.append(
+                f"feature {f.name!r} does not apply to {arch}; "
+                f"{stand_ins[f.name]!r} takes its place"
+            )
+        elif not (f.replaces and f.name not in names):
+            # A default that stands in for another arch's feature is not
+            # worth a warning where that other feature applies.
+            warnings.append(
+                f"feature {f.name!r} does not apply to {arch} and is skipped"
+            )
+    return applying, warnings
 
 
 def _lookup(name: str, known: dict[str, Feature]) -> Feature:
@@ -161,6 +175,7 @@ def _parse_feature(name: str, text: str, origin: str) -> Feature:
         arches=tuple(arches),
         options={_bare_symbol(symbol): value for symbol, value in options.items()},
         probes=tuple(_parse_probe(p, origin) for p in probes),
+        replaces=str(data["replaces"]) if "replaces" in data else None,
     )
 
 
