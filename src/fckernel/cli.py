@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -21,6 +22,13 @@ from fckernel.errors import ExitCode, FckernelError, InputError, host_error_from
 from fckernel.explain import describe_symbol, format_symbol_report
 from fckernel.fccheck import check_path
 from fckernel.features import load_features
+from fckernel.plan import (
+    PlannedKernel,
+    load_plan,
+    plan_exit_code,
+    run_plan,
+    write_plan_report,
+)
 from fckernel.prune import format_size, list_entries, parse_size, prune
 from fckernel.report import Report
 from fckernel.terminal import Terminal
@@ -95,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="compile through ccache (default: when it is installed)",
     )
+    build.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="build every kernel of a TOML plan, each into OUTPUT/NAME, and print "
+        "a table (see the README); -j, --test, --rebuild and --ccache apply to all",
+    )
     build.set_defaults(handler=_run_build, compile=True)
 
     config = commands.add_parser(
@@ -102,7 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_job_options(config)
     config.set_defaults(
-        handler=_run_build, compile=False, test=False, rebuild=False, ccache=None
+        handler=_run_build,
+        compile=False,
+        test=False,
+        rebuild=False,
+        ccache=None,
+        plan=None,
     )
 
     test = commands.add_parser(
@@ -322,6 +342,8 @@ def _run_boot(args: argparse.Namespace, terminal: Terminal) -> int:
 
 
 def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
+    if args.plan is not None:
+        return _run_plan(args, terminal)
     job = Job(
         output=args.output,
         base=args.base,
@@ -348,6 +370,56 @@ def _run_build(args: argparse.Namespace, terminal: Terminal) -> int:
     finally:
         _print_report(args, terminal, job, started)
     return int(report.exit_code or 0)
+
+
+# Options of one job, which a plan gives per kernel, with their defaults.
+_PER_KERNEL_OPTIONS: dict[str, object] = {
+    "base": None,
+    "base_sha256": None,
+    "source": None,
+    "source_sha256": None,
+    "arch": None,
+    "feature": [],
+    "default_features": True,
+    "fragment": [],
+    "set": [],
+    "allow_unmet": [],
+    "resolve_deps": False,
+}
+
+
+def _run_plan(args: argparse.Namespace, terminal: Terminal) -> int:
+    given = [
+        name
+        for name, default in _PER_KERNEL_OPTIONS.items()
+        if getattr(args, name) != default
+    ]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        raise InputError(
+            f"{option} does not go with --plan: each kernel of a plan has its own",
+            "put it in the plan's [[kernel]] tables, or in [defaults] for all",
+        )
+    make_job = functools.partial(
+        Job,
+        jobs=args.jobs,
+        compile=True,
+        test=args.test,
+        rebuild=args.rebuild,
+        ccache=args.ccache,
+    )
+    planned = load_plan(args.plan, args.output, make_job)
+
+    def announce(kernel: PlannedKernel, number: int) -> None:
+        terminal.info(f"kernel {number} of {len(planned)}: {kernel.name}")
+
+    results = run_plan(planned, terminal, announce)
+    path = write_plan_report(results, args.output)
+    if args.json:
+        sys.stdout.write(path.read_text())
+    terminal.plan_table([result.to_json() for result in results], len(planned))
+    terminal.info(f"plan report: {path}")
+    return plan_exit_code(results, len(planned))
 
 
 def _print_report(

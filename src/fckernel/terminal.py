@@ -97,6 +97,23 @@ class Terminal:
             f"last probe after {test['seconds_to_last_probe']} s"
         )
 
+    def plan_table(self, kernels: list[dict[str, Any]], planned: int) -> None:
+        """Print one line per kernel of a plan: status, time and artifact."""
+        self._stop_spinner()
+        self.console.print(
+            f"{'kernel':24} {'arch':8} {'status':11} {'time':>8}  result"
+        )
+        for kernel in kernels:
+            style = "green" if kernel["exit_code"] == 0 else "red"
+            result = kernel["artifact"] or kernel["error"] or kernel["output"]
+            self.console.print(
+                f"{escape(kernel['name']):24} {kernel['arch']:8} "
+                f"[{style}]{kernel['status']:11}[/] {kernel['seconds']:7.1f}s  "
+                f"{escape(str(result))}"
+            )
+        if len(kernels) < planned:
+            self.console.print(f"{planned - len(kernels)} kernels not started")
+
     def close(self) -> None:
         self._stop_spinner()
         sys.stderr.flush()
