@@ -275,3 +275,69 @@ def test_docker_and_entropy_features_resolve(tmp_path: Path, real_env: Path) -> 
     for symbol in ("VETH", "BRIDGE", "OVERLAY_FS", "IP_NF_TARGET_MASQUERADE"):
         assert results[symbol]["final"] == "y", symbol
     assert results["HW_RANDOM_VIRTIO"]["final"] == "y"
+
+
+def test_default_job_on_612_follows_renames_and_reports_base_loss(
+    tmp_path: Path, real_env: Path
+) -> None:
+    job = config_job(tmp_path, source=str(require(LINUX_612)))
+
+    report = run_job(job)
+
+    assert report.status == "ok"
+    results = outcomes(job.output)
+    assert "AUTOFS4_FS" not in results
+    assert results["AUTOFS_FS"]["final"] == "y"
+    assert results["AUTOFS_FS"]["origin"] == "feature autofs, for CONFIG_AUTOFS4_FS"
+    data = json.loads((job.output / "report.json").read_text())
+    assert data["followed_renames"] == [
+        {
+            "symbol": "AUTOFS4_FS",
+            "value": "y",
+            "origin": "feature autofs",
+            "version": "6.6",
+            "replaced_by": ["AUTOFS_FS"],
+        }
+    ]
+    assert "AMAZON_DRIVER_UPDATES" in data["base_unknown_symbols"]
+    unknown = len(data["base_unknown_symbols"])
+    assert any(
+        f"{unknown} symbols of the 6.1 base config do not exist" in warning
+        for warning in data["warnings"]
+    )
+    # Values of requested symbols are the requests' doing, not losses.
+    assert "NET_SCH_FQ_CODEL" not in data["base_changed"]
+
+
+def test_618_base_config_accepted_on_612(tmp_path: Path, real_env: Path) -> None:
+    job = config_job(
+        tmp_path,
+        source=str(require(LINUX_612)),
+        base="microvm-kernel-ci-x86_64-6.18.config",
+    )
+
+    report = run_job(job)
+
+    assert report.status == "ok"
+    assert any("is for 6.18" in warning for warning in report.warnings)
+    final = read_config(job.output / "config")
+    for symbol in ("VIRTIO_MMIO", "SERIAL_8250_CONSOLE", "PVH"):
+        assert final.get(symbol) == "y", symbol
+
+
+def test_aarch64_default_job_maps_crypto_to_arm64(
+    tmp_path: Path, real_env: Path
+) -> None:
+    job = config_job(
+        tmp_path, arch="aarch64", base="microvm-kernel-ci-aarch64-6.1.config"
+    )
+
+    report = run_job(job)
+
+    assert report.status == "ok"
+    assert "crypto-accel-arm64" in report.features
+    assert "crypto-accel" not in report.features
+    final = read_config(job.output / "config")
+    for symbol in ("CRYPTO_AES_ARM64_CE_BLK", "CRYPTO_GHASH_ARM64_CE", "INPUT_EVDEV"):
+        assert final.get(symbol) == "y", symbol
+    assert final.get("CRYPTO_AES_NI_INTEL") is None

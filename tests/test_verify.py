@@ -10,6 +10,7 @@ from fckernel.verify import (
     Status,
     check_requests,
     check_types,
+    follow_feature_renames,
     merge_requests,
     same_value,
     value_fits_type,
@@ -155,3 +156,42 @@ def test_check_types_names_origin_and_fix() -> None:
         'fragment my.config:4: CONFIG_FLAG="yes" is not a valid bool value\n'
         "  hint: a bool takes y or n"
     )
+
+
+def test_feature_requests_follow_known_renames() -> None:
+    index = SymbolIndex(types={"AUTOFS_FS": "tristate", "PLAIN": "bool"})
+    requests = [
+        Request("AUTOFS4_FS", "y", "feature autofs"),
+        Request("PLAIN", "y", "feature plain"),
+    ]
+
+    followed_requests, followed = follow_feature_renames(requests, index)
+
+    assert followed_requests == [
+        Request("AUTOFS_FS", "y", "feature autofs, for CONFIG_AUTOFS4_FS"),
+        Request("PLAIN", "y", "feature plain"),
+    ]
+    assert followed[0].message() == (
+        "feature autofs: CONFIG_AUTOFS4_FS was renamed in Linux 6.6; "
+        "requested CONFIG_AUTOFS_FS=y instead"
+    )
+
+
+def test_user_requests_do_not_follow_renames() -> None:
+    index = SymbolIndex(types={"AUTOFS_FS": "tristate"})
+    requests = [Request("AUTOFS4_FS", "y", "--set")]
+
+    assert follow_feature_renames(requests, index) == (requests, [])
+
+
+def test_rename_keeps_the_users_request_for_the_new_symbol() -> None:
+    index = SymbolIndex(types={"AUTOFS_FS": "tristate"})
+    requests = [
+        Request("AUTOFS4_FS", "y", "feature autofs"),
+        Request("AUTOFS_FS", "n", "--set"),
+    ]
+
+    followed_requests, followed = follow_feature_renames(requests, index)
+
+    assert followed_requests == [Request("AUTOFS_FS", "n", "--set")]
+    assert followed[0].replacements == ()

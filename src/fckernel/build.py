@@ -74,6 +74,7 @@ from fckernel.verify import (
     Status,
     check_requests,
     check_types,
+    follow_feature_renames,
     merge_requests,
 )
 
@@ -299,6 +300,10 @@ class _Pipeline:
             )
         with self._phase("index", "reading Kconfig symbols"):
             index = self._symbol_index(source)
+        merged, followed = follow_feature_renames(merged, index)
+        for rename in followed:
+            self._warn(rename.message())
+        self.report.followed_renames = [rename.to_json() for rename in followed]
         check_types(merged, index)
         self.report.base_unknown_symbols = sorted(
             symbol for symbol in base.config.values if symbol not in index
@@ -317,6 +322,7 @@ class _Pipeline:
                 )
             with self._phase("verify", f"{len(merged)} requests"):
                 final = parse_config(final_text, "resolved config").values
+                self._record_base_changes(base, final, merged, index)
                 self._check_firecracker(final)
                 self._verify(base, final, merged, index, staging)
             if self.job.compile:
@@ -432,6 +438,38 @@ class _Pipeline:
         with self._phase("resolve", f"{len(added)} added requests"):
             final_text = self._configure(context, base, merged + added, staging, log)
         return merged + added, final_text
+
+    def _record_base_changes(
+        self,
+        base: BaseConfig,
+        final: dict[str, str],
+        requests: list[Request],
+        index: KconfigTree,
+    ) -> None:
+        """Record the base values this tree's Kconfig did not keep; on a tree of
+        another series, say how much of the base config was lost.
+        """
+        requested = {request.symbol for request in requests}
+        changed = {}
+        for symbol, value in base.config.values.items():
+            found = index.symbol(symbol)
+            # Symbols without a prompt follow the compiler and other
+            # symbols; only settings a user could choose are worth a line.
+            if found is None or not found.prompts or symbol in requested:
+                continue
+            if value != final.get(symbol, "n"):
+                changed[symbol] = (value, final.get(symbol, "n"))
+        self.report.base_changed = changed
+        series = base.series
+        version = self.report.kernel_version or ""
+        if not series or version.startswith(f"{series}."):
+            return
+        unknown = len(self.report.base_unknown_symbols)
+        self._warn(
+            f"on Linux {version}, {unknown} symbols of the {series} base config do "
+            f"not exist and Kconfig changed {len(changed)} of its settings; "
+            "report.json lists them under base_unknown_symbols and base_changed"
+        )
 
     def _check_firecracker(self, final: dict[str, str]) -> None:
         result = check_config(ConfigFile(final), self.arch, "resolved config")

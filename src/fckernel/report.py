@@ -30,6 +30,9 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     base_unknown_symbols: list[str] = field(default_factory=list)
+    # Base values that this tree's Kconfig changed: symbol -> (base, final)
+    base_changed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    followed_renames: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
@@ -62,6 +65,11 @@ class Report:
             "summary": {str(s): self.count(s) for s in Status},
             "conflicts": self.conflicts,
             "base_unknown_symbols": self.base_unknown_symbols,
+            "base_changed": {
+                symbol: {"base": base, "final": final}
+                for symbol, (base, final) in self.base_changed.items()
+            },
+            "followed_renames": self.followed_renames,
             "warnings": self.warnings,
             "timings": {name: round(t, 3) for name, t in self.timings.items()},
             "build": self.build,

@@ -10,7 +10,7 @@ from typing import Any
 
 from fckernel.dotconfig import ConfigFile, is_valid_value
 from fckernel.errors import InputError
-from fckernel.explain import explain_request
+from fckernel.explain import explain_request, load_renames
 from fckernel.kconfig import KconfigTree, SymbolIndex
 
 USER_ORIGINS = ("fragment", "--set")
@@ -226,3 +226,66 @@ def _as_number(value: str) -> int:
     if value.lower().startswith("0x"):
         return int(value, 16)
     return int(value, 10)
+
+
+@dataclass(frozen=True)
+class FollowedRename:
+    """A feature's request for a symbol this tree renamed, and what replaced it."""
+
+    request: Request
+    replacements: tuple[Request, ...]
+    version: str
+
+    def message(self) -> str:
+        new = " and ".join(f"CONFIG_{r.symbol}={r.value}" for r in self.replacements)
+        return (
+            f"{self.request.origin}: CONFIG_{self.request.symbol} was renamed in "
+            f"Linux {self.version}; requested {new} instead"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.request.symbol,
+            "value": self.request.value,
+            "origin": self.request.origin,
+            "version": self.version,
+            "replaced_by": [r.symbol for r in self.replacements],
+        }
+
+
+def follow_feature_renames(
+    requests: list[Request], index: SymbolIndex
+) -> tuple[list[Request], list[FollowedRename]]:
+    """Replace each feature request for a symbol that this tree renamed with
+    requests for its replacements, when the tree has every one of them.
+
+    A feature names what it needs in one kernel's words, so it follows a
+    rename by itself. The user's own requests (fragments, --set) stay as they
+    are, and an unknown one is explained instead, because the user named that
+    exact symbol. A replacement that a request already names is not added.
+    """
+    renames = load_renames()
+    named = {request.symbol for request in requests}
+    result: list[Request] = []
+    followed: list[FollowedRename] = []
+    for request in requests:
+        rename = renames.get(request.symbol)
+        movable = (
+            not request.from_user
+            and request.symbol not in index
+            and rename is not None
+            and rename.symbols
+            and all(symbol in index for symbol in rename.symbols)
+        )
+        if not movable or rename is None:
+            result.append(request)
+            continue
+        origin = f"{request.origin}, for CONFIG_{request.symbol}"
+        replacements = tuple(
+            Request(symbol, request.value, origin)
+            for symbol in rename.symbols
+            if symbol not in named
+        )
+        result += replacements
+        followed.append(FollowedRename(request, replacements, rename.version))
+    return result, followed
