@@ -187,3 +187,41 @@ def test_many_unknown_requests_capped(fake_job: MakeJob, tmp_path: Path) -> None
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(InputError):
         parse_size(text)
+
+
+def test_set_string_without_quotes_suggests_quoting(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        Job(output=tmp_path / "out", sets=["CONFIG_NAME=foo bar"], arch="x86_64")
+
+    assert caught.value.message == "--set #1: invalid value 'foo bar' for CONFIG_NAME"
+    assert "protect its quotes from the shell: --set 'CONFIG_NAME=\"foo bar\"'" in str(
+        caught.value.hint
+    )
+
+
+def test_failed_base_leaves_no_new_output_folder(
+    tmp_path: Path, fake_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "new-out"
+    missing = "microvm-kernel-ci-x86_64-9.9.config"
+    args = fake_build_args(fake_tree, tmp_path / "base.config", output)
+    args[args.index("--base") + 1] = missing
+
+    code = main(["config", *args])
+
+    assert code == ExitCode.INPUT
+    assert missing in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_failed_base_keeps_an_existing_empty_output_folder(
+    tmp_path: Path, fake_tree: Path
+) -> None:
+    output = tmp_path / "mine"
+    output.mkdir()
+    args = fake_build_args(fake_tree, tmp_path / "base.config", output)
+    args[args.index("--base") + 1] = "microvm-kernel-ci-x86_64-9.9.config"
+
+    assert main(["config", *args]) == ExitCode.INPUT
+
+    assert output.is_dir()

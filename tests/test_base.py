@@ -40,6 +40,35 @@ def test_unknown_name_in_mirror(cache: Cache) -> None:
     assert "microvm-kernel-ci-x86_64-6.1.config" in str(caught.value.hint)
 
 
+def test_unknown_name_hint_sets_fragments_apart(cache: Cache) -> None:
+    with pytest.raises(InputError) as caught:
+        load_base("microvm-kernel-ci-x86_64-9.9.config", cache)
+
+    hint = str(caught.value.hint)
+    bases, fragments = hint.split(" (", 1)
+    assert "ci.config" not in bases
+    assert "Firecracker's fragments ci.config, debug.config" in fragments
+    assert fragments.endswith("go with --fragment)")
+
+
+@pytest.mark.parametrize("mirror", [True, False])
+def test_fragment_name_is_not_a_base(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch, mirror: bool
+) -> None:
+    if not mirror:
+        monkeypatch.delenv("FCKERNEL_FIRECRACKER_MIRROR")
+
+    with pytest.raises(InputError) as caught:
+        load_base("ci.config", cache)
+
+    assert caught.value.message == (
+        "ci.config is one of Firecracker's config fragments, which add a few "
+        "options to a whole guest config; it cannot be the base"
+    )
+    assert "microvm-kernel-ci-x86_64-6.1.config" in str(caught.value.hint)
+    assert "--fragment" in str(caught.value.hint)
+
+
 def test_unknown_name_without_mirror(
     cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,13 @@ import pytest
 from fckernel.build import Job, run_job
 from fckernel.cache import TEMP_PREFIX
 from fckernel.cli import main
-from fckernel.errors import BuildError, ExitCode, InputError, UnmetRequestsError
+from fckernel.errors import (
+    BuildError,
+    ExitCode,
+    HostError,
+    InputError,
+    UnmetRequestsError,
+)
 
 from .conftest import fake_build_args, fckernel_command
 
@@ -119,6 +125,19 @@ def test_failed_make_keeps_no_image(fake_job: MakeJob) -> None:
     assert "fake compile error" in caught.value.message
     assert "build.log" in str(caught.value.hint)
     assert report_of(job.output)["status"] == "failed"
+    assert not (job.output / "vmlinux").exists()
+
+
+def test_full_disk_during_make_is_reported_as_such(fake_job: MakeJob) -> None:
+    job = fake_job(sets=["CONFIG_DISK_FULL_BUILD=y"])
+
+    with pytest.raises(HostError) as caught:
+        run_job(job)
+
+    assert caught.value.exit_code == ExitCode.HOST
+    assert caught.value.message.startswith("the disk filled up while compiling in ")
+    assert "super.o.d: No space left on device" in caught.value.message
+    assert "free some space" in str(caught.value.hint)
     assert not (job.output / "vmlinux").exists()
 
 

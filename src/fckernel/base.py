@@ -18,6 +18,9 @@ from fckernel.errors import InputError
 from fckernel.fetch import fetch
 
 MIRROR_VARIABLE = "FCKERNEL_FIRECRACKER_MIRROR"
+# Firecracker's whole guest configs are named microvm-kernel-*; its other
+# .config files (ci.config, debug.config, ...) are fragments.
+WHOLE_CONFIG_PREFIX = "microvm-kernel-"
 _SERIES_IN_NAME = re.compile(r"-(?P<series>\d+\.\d+)(?:[-.]|$)")
 _SERIES_IN_HEADER = re.compile(r"^# Linux/\S+ (?P<series>\d+\.\d+)[.\s-]", re.M)
 
@@ -70,12 +73,21 @@ def load_base(spec: str, cache: Cache, sha256: str | None = None) -> BaseConfig:
 def _load_by_name(name: str, cache: Cache) -> BaseConfig:
     pins = firecracker_pins()
     mirror = os.environ.get(MIRROR_VARIABLE)
+    known = _names_in(Path(mirror)) if mirror else sorted(pins["sha256"])
+    if name in known and not name.startswith(WHOLE_CONFIG_PREFIX):
+        raise InputError(
+            f"{name} is one of Firecracker's config fragments, which add a few "
+            "options to a whole guest config; it cannot be the base",
+            "pass a base such as microvm-kernel-ci-x86_64-"
+            f"{pins['default_series']}.config, and the fragment, saved to a file, "
+            "with --fragment",
+        )
     if mirror:
         path = Path(mirror) / name
         if not path.is_file():
             raise InputError(
                 f"base config {name!r} not found in {MIRROR_VARIABLE}={mirror}",
-                f"choose one of: {', '.join(_names_in(Path(mirror)))}",
+                _choose_hint(known, ""),
             )
         return _make_base(name, "firecracker-mirror", str(path), path.read_bytes())
 
@@ -83,7 +95,7 @@ def _load_by_name(name: str, cache: Cache) -> BaseConfig:
     if expected is None:
         raise InputError(
             f"unknown Firecracker base config {name!r}",
-            f"choose one of: {', '.join(sorted(pins['sha256']))}, or pass a path",
+            _choose_hint(known, ", or pass a path"),
         )
     cached = cache.folder("configs") / f"{expected}.config"
     url = pins["url"].format(ref=pins["ref"], name=name)
@@ -145,6 +157,18 @@ def _arch(config: ConfigFile) -> str | None:
     if config.get("ARM64") == "y":
         return "aarch64"
     return None
+
+
+def _bases(names: list[str]) -> list[str]:
+    return [name for name in names if name.startswith(WHOLE_CONFIG_PREFIX)]
+
+
+def _choose_hint(names: list[str], more: str) -> str:
+    fragments = [name for name in names if name not in _bases(names)]
+    hint = f"choose one of: {', '.join(_bases(names))}{more}"
+    if fragments:
+        hint += f" (Firecracker's fragments {', '.join(fragments)} go with --fragment)"
+    return hint
 
 
 def _names_in(folder: Path) -> list[str]:

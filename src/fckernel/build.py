@@ -594,16 +594,27 @@ class _Pipeline:
     ) -> int:
         expected = _read_object_count(context.build_dir) if count_objects else None
         done = 0
+        disk_full_line = ""
 
         def on_line(line: str) -> None:
-            nonlocal done
+            nonlocal done, disk_full_line
             if count_objects and line.lstrip().startswith(COMPILE_MARKERS):
                 done += 1
                 self.events.compile_progress(done, expected)
+            if DISK_FULL_TEXT in line and not disk_full_line:
+                disk_full_line = line.strip()
 
         command = context.command(*targets, jobs=jobs)
         environment = make_environment(ccache_dir)
         result = run(command, log=log, on_line=on_line, env=environment)
+        if not result.ok and disk_full_line:
+            free = shutil.disk_usage(context.build_dir).free
+            raise HostError(
+                f"the disk filled up while compiling in {context.build_dir} "
+                f"({free // 2**20} MiB free now): {disk_full_line}",
+                "free some space, or point FCKERNEL_CACHE at a larger disk; the "
+                "next build goes on from what was compiled",
+            )
         if not result.ok:
             tail = "\n".join(result.tail[-15:])
             raise BuildError(
@@ -706,6 +717,10 @@ def _require_pahole() -> None:
             "CONFIG_DEBUG_INFO_BTF=y needs pahole, which is not installed",
             "install it: apt-get install pahole (or turn off CONFIG_DEBUG_INFO_BTF)",
         )
+
+
+# What the compiler, the linker or make prints when a write fails on a full disk.
+DISK_FULL_TEXT = "No space left on device"
 
 
 def _read_object_count(build_dir: Path) -> int | None:

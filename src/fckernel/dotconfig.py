@@ -124,6 +124,20 @@ def parse_assignment(text: str, where: str) -> tuple[str, str]:
     """Parse a `--set` argument: CONFIG_X=VALUE, or X=VALUE without the prefix."""
     if not text.startswith("CONFIG_") and _BARE_ASSIGNMENT.fullmatch(text):
         text = "CONFIG_" + text
+    match = _ASSIGNMENT.fullmatch(text.strip())
+    if match is not None and not is_valid_value(match["value"]):
+        value = match["value"]
+        hint = VALUE_HELP
+        if not value.startswith('"'):
+            # The shell removes the quotes of --set CONFIG_X="a b" before
+            # fckernel sees them.
+            quoted = f'CONFIG_{match["symbol"]}="{value}"'
+            hint += (
+                f"; for a string, protect its quotes from the shell: --set '{quoted}'"
+            )
+        raise InputError(
+            f"{where}: invalid value {value!r} for CONFIG_{match['symbol']}", hint
+        )
     parsed = parse_line(text, where) if not text.startswith("#") else None
     if parsed is None:
         raise InputError(f"{where}: expected CONFIG_NAME=VALUE, got {text!r}")

@@ -33,6 +33,7 @@ class Output:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
         self.staging: Path | None = None
+        self.created = False  # whether this job made the folder
 
     def check(self) -> None:
         """Reject a folder that contains files fckernel did not write."""
@@ -65,6 +66,7 @@ class Output:
 
     def stage(self) -> Path:
         """Create and return the temporary folder this job writes into."""
+        self.created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         cleanup_temps(self.path)
         staging = self.path / f"{TEMP_PREFIX}{os.getpid()}"
@@ -85,6 +87,7 @@ class Output:
         report = self.path / f"{TEMP_PREFIX}{REPORT_NAME}"
         report.write_text(report_text)
         os.replace(report, self.path / REPORT_NAME)
+        self.created = False
         self.discard()
 
     def _entries(self) -> list[str]:
@@ -95,6 +98,12 @@ class Output:
         ]
 
     def discard(self) -> None:
+        """Remove the staged files, and the folder itself when this job made it
+        and nothing was published into it.
+        """
         if self.staging is not None:
             remove(self.staging)
             self.staging = None
+        if self.created and not any(self.path.iterdir()):
+            self.path.rmdir()
+            self.created = False

@@ -17,6 +17,7 @@ KNOWN = {
     "ADDRESS",
     "FAIL_BUILD",
     "SLOW_BUILD",
+    "DISK_FULL_BUILD",
 }
 path = sys.argv[1]
 values = {}
