@@ -59,7 +59,8 @@ def test_failed_kernel_does_not_stop_the_plan(
     assert (output / "good" / "vmlinux").is_file()
     assert not (output / "broken" / "vmlinux").exists()
     table = capsys.readouterr().err
-    assert "broken" in table and "unmet" in table
+    assert "broken" in table
+    assert "unmet" in table
     assert f"{output / 'good' / 'vmlinux'}" in table
 
 

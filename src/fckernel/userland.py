@@ -2,11 +2,11 @@
 
 A guest of the host's arch runs the host's own busybox, iptables and iproute2
 (see initramfs.py). A guest of another arch, such as an aarch64 kernel tested
-on an x86_64 host, needs programs built for its arch. fckernel takes them from
-Debian's packages of that arch, unpacked with mmdebstrap's `extract` variant:
-it resolves the packages' dependencies with apt, downloads them through the
-host's own apt sources, and unpacks them into a folder without running any of
-their scripts and without installing anything on the host.
+on an x86_64 host, needs programs built for its arch, so fckernel takes them
+from Debian's packages of that arch. mmdebstrap's `extract` variant resolves
+their dependencies with apt and downloads them through the host's own apt
+sources. It unpacks them into a folder without running their scripts, and
+installs nothing on the host.
 
     <cache>/userland/<debian arch>-<key>/   the unpacked packages, a root tree
 
@@ -109,15 +109,15 @@ def debian_userland(
     """
     suite = _debian_release()
     sources = _apt_sources()
-    wanted = sorted(set(packages))
-    key = _key(arch, suite, wanted, sources)
+    requested = sorted(set(packages))
+    key = _key(arch, suite, requested, sources)
     folder = cache.folder("userland")
     target = folder / f"{arch.debian_arch}-{key[:16]}"
     if not target.is_dir():
         with cache.lock("userland"):
             cleanup_temps(folder)
             if not target.is_dir():
-                _unpack(arch, suite, wanted, sources, target, log)
+                _unpack(arch, suite, requested, sources, target, log)
     return Userland(target, arch)
 
 

@@ -118,6 +118,8 @@ QEMU_MACHINES = {
         "ttyS0",
         ("-icount", TCG_ICOUNT),
     ),
+    # NOTE: only the TCG line of this entry has run; the KVM one is for
+    # aarch64 hosts, which fckernel has not been tested on.
     "aarch64": QemuMachine(
         "qemu-system-aarch64",
         "qemu-system-arm",
