@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from fckernel.cli import main
 from fckernel.errors import ExitCode
+
+from .conftest import fckernel_command
+from .test_build import wait_for_file
 
 
 def write_plan(folder: Path, text: str) -> Path:
@@ -180,3 +187,39 @@ def test_version_names_the_firecracker_config(tmp_path: Path) -> None:
 
     assert planned[0].job.base == "microvm-kernel-ci-aarch64-6.18.config"
     assert planned[0].job.output == tmp_path / "out" / "arm"
+
+
+def test_interrupt_stops_the_plan(tmp_path: Path, plan_defaults: str) -> None:
+    plan = write_plan(
+        tmp_path,
+        plan_defaults
+        + '[[kernel]]\nname = "slow"\nset = ["CONFIG_SLOW_BUILD=y"]\n'
+        + '[[kernel]]\nname = "never"\n',
+    )
+    output = tmp_path / "out"
+    process = subprocess.Popen(
+        fckernel_command("build", "--plan", str(plan), "-o", str(output)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    build_folders = Path(os.environ["FCKERNEL_CACHE"]) / "build"
+    wait_for_file(next(iter(_poll_folders(build_folders))) / "sleep.pid")
+
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert "Traceback" not in err
+    kernels = json.loads((output / "plan.json").read_text())["kernels"]
+    assert [(k["name"], k["status"]) for k in kernels] == [("slow", "interrupted")]
+    assert "not started: 1 of 2 kernels" in err
+    assert not (output / "never").exists()
+
+
+def _poll_folders(folder: Path) -> list[Path]:
+    for _ in range(300):
+        if folder.is_dir() and any(folder.iterdir()):
+            return list(folder.iterdir())
+        time.sleep(0.1)
+    raise AssertionError(f"nothing appeared in {folder}")

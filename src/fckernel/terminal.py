@@ -111,8 +111,9 @@ class Terminal:
                 f"[{style}]{kernel['status']:11}[/] {kernel['seconds']:7.1f}s  "
                 f"{escape(str(result))}"
             )
-        if len(kernels) < planned:
-            self.console.print(f"{planned - len(kernels)} kernels not started")
+        missing = planned - len(kernels)
+        if missing:
+            self.console.print(f"not started: {missing} of {planned} kernels")
 
     def close(self) -> None:
         self._stop_spinner()
