@@ -15,6 +15,7 @@ from fckernel.cli import main
 from fckernel.dotconfig import parse_config
 from fckernel.errors import BuildError, ExitCode, InputError, host_error_from
 from fckernel.features import load_feature_file, select_features
+from fckernel.output import Output
 from fckernel.prune import parse_size
 
 from .conftest import fake_build_args
@@ -225,3 +226,43 @@ def test_failed_base_keeps_an_existing_empty_output_folder(
     assert main(["config", *args]) == ExitCode.INPUT
 
     assert output.is_dir()
+
+
+def test_output_folder_locked_across_caches(tmp_path: Path) -> None:
+    first = Output(tmp_path / "out")
+    first.stage()
+    second = Output(tmp_path / "out")
+
+    with pytest.raises(InputError, match="another fckernel with another cache"):
+        second.stage()
+    assert first.staging is not None
+    assert first.staging.is_dir()
+
+    first.discard()
+    second.stage()
+    second.discard()
+
+
+def test_publish_drops_the_old_report_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = Output(tmp_path / "out")
+    output.stage()
+    assert output.staging is not None
+    (output.staging / "config").write_text("CONFIG_A=y\n")
+    output.publish('{"tool": "fckernel", "run": 1}\n')
+    output.stage()
+    assert output.staging is not None
+    (output.staging / "config").write_text("CONFIG_A=n\n")
+
+    def full_disk(self: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        output.publish('{"tool": "fckernel", "run": 2}\n')
+    monkeypatch.undo()
+    output.discard()
+
+    assert not (output.path / "report.json").exists()
+    assert [p.name for p in output.path.iterdir()] == ["config"]

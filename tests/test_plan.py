@@ -133,6 +133,7 @@ def test_plan_fragments_are_relative_to_the_plan(
         ('[[kernel]]\nname = "a"\ncolour = "red"\n', "kernel 1: unknown key 'colour'"),
         ('[[kernel]]\narch = "x86_64"\n', "kernel 1 has no name"),
         ('[[kernel]]\nname = "../up"\n', "name '../up' is not a folder name"),
+        ('[[kernel]]\nname = "plan.json"\n', "'plan.json' is not a folder name"),
         ('[[kernel]]\nname = "a"\n[[kernel]]\nname = "a"\n', "'a' is used twice"),
         ('[[kernel]]\nname = "a"\nset = "CONFIG_X=y"\n', "set must be a list"),
         ('[[kernel]]\nname = "a"\narch = "sparc"\n', "(a): unknown arch 'sparc'"),
@@ -155,6 +156,24 @@ def test_bad_plan_fails_before_any_build(
     assert code == ExitCode.INPUT
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_plan_keeps_a_users_plan_json(
+    tmp_path: Path, plan_defaults: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "plan.json").write_text('{"mine": true}\n')
+    plan = write_plan(tmp_path, plan_defaults + '[[kernel]]\nname = "one"\n')
+
+    code = run_plan_command(plan, output)
+
+    assert code == ExitCode.INPUT
+    assert f"{output / 'plan.json'} exists and fckernel did not write it" in (
+        capsys.readouterr().err
+    )
+    assert (output / "plan.json").read_text() == '{"mine": true}\n'
+    assert not (output / "one").exists()
 
 
 def test_plan_refuses_per_kernel_options(

@@ -16,7 +16,7 @@ import pytest
 import fckernel.build
 from fckernel.build import Job, run_job
 from fckernel.dotconfig import read_config
-from fckernel.errors import HostError, UnmetRequestsError
+from fckernel.errors import HostError, InputError, UnmetRequestsError
 
 from .conftest import LINUX_61, LINUX_612, firecracker_configs, require
 from .test_features import DEFAULT_ADDITIONS
@@ -341,3 +341,20 @@ def test_aarch64_default_job_maps_crypto_to_arm64(
     for symbol in ("CRYPTO_AES_ARM64_CE_BLK", "CRYPTO_GHASH_ARM64_CE", "INPUT_EVDEV"):
         assert final.get(symbol) == "y", symbol
     assert final.get("CRYPTO_AES_NI_INTEL") is None
+
+
+def test_config_turned_32_bit_is_rejected(tmp_path: Path, real_env: Path) -> None:
+    job = config_job(
+        tmp_path,
+        default_features=False,
+        sets=["CONFIG_64BIT=n", "CONFIG_X86_64=n"],
+    )
+
+    with pytest.raises(InputError) as caught:
+        run_job(job)
+
+    assert caught.value.message.startswith(
+        "the resolved config is not for x86_64: CONFIG_X86_64 is n after olddefconfig"
+    )
+    assert "CONFIG_64BIT=n (--set #1)" in caught.value.message
+    assert json.loads((job.output / "report.json").read_text())["status"] == "failed"

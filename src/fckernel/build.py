@@ -322,6 +322,7 @@ class _Pipeline:
                 )
             with self._phase("verify", f"{len(merged)} requests"):
                 final = parse_config(final_text, "resolved config").values
+                self._check_arch(final, merged)
                 self._record_base_changes(base, final, merged, index)
                 self._check_firecracker(final)
                 self._verify(base, final, merged, index, staging)
@@ -438,6 +439,25 @@ class _Pipeline:
         with self._phase("resolve", f"{len(added)} added requests"):
             final_text = self._configure(context, base, merged + added, staging, log)
         return merged + added, final_text
+
+    def _check_arch(self, final: dict[str, str], requests: list[Request]) -> None:
+        """Raise InputError when the resolved config is no longer for this arch,
+        as after --set CONFIG_64BIT=n on x86_64.
+        """
+        symbol = self.arch.config_symbol
+        if final.get(symbol) == "y":
+            return
+        related = [
+            f"CONFIG_{r.symbol}={r.value} ({r.origin})"
+            for r in requests
+            if r.value == "n" and r.symbol in ("64BIT", symbol)
+        ]
+        cause = f"; check {', '.join(related)}" if related else ""
+        raise InputError(
+            f"the resolved config is not for {self.arch.name}: CONFIG_{symbol} is "
+            f"{final.get(symbol, 'n')} after olddefconfig{cause}",
+            f"Firecracker boots only 64-bit guests; keep CONFIG_{symbol}=y",
+        )
 
     def _record_base_changes(
         self,

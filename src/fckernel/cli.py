@@ -66,6 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         return int(failure.exit_code)
+    except Exception as error:  # noqa: BLE001 - the last resort before a traceback
+        terminal.error(
+            f"fckernel failed unexpectedly: {type(error).__name__}: {error}\n"
+            "  hint: this is a bug in fckernel; rerun with --debug to see where, "
+            "and report it with that output"
+        )
+        if args.debug:
+            traceback.print_exc()
+        return int(ExitCode.INTERNAL)
     finally:
         terminal.close()
 

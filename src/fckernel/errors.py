@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     HOST = 5  # the host lacks a tool, disk space or network access
     TEST = 6  # the kernel booted but a probe failed, or it did not boot
     NOT_READY = 7  # fckernel check found an error for Firecracker
+    INTERNAL = 70  # a bug in fckernel: an error it did not expect (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report SIGINT
 
 

@@ -9,6 +9,7 @@ the previous job left it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Output:
         self.path = path.absolute()
         self.staging: Path | None = None
         self.created = False  # whether this job made the folder
+        self.lock_fd: int | None = None
 
     def check(self) -> None:
         """Reject a folder that contains files fckernel did not write."""
@@ -66,8 +68,10 @@ class Output:
 
     def stage(self) -> Path:
         """Create and return the temporary folder this job writes into."""
-        self.created = not self.path.exists()
+        existed = self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        self.created = not existed
+        self._lock_folder()
         cleanup_temps(self.path)
         staging = self.path / f"{TEMP_PREFIX}{os.getpid()}"
         remove(staging)
@@ -79,16 +83,40 @@ class Output:
         """Move the staged files into place, drop stale ones, write the report."""
         assert self.staging is not None
         staged = {entry.name for entry in self.staging.iterdir()}
+        # The old report goes first: if publishing stops half-way (a full
+        # disk), the folder has no report and so does not look finished.
+        (self.path / REPORT_NAME).unlink(missing_ok=True)
         for name in ARTIFACT_NAMES:
             if name not in staged and name != REPORT_NAME:
                 (self.path / name).unlink(missing_ok=True)
         for name in staged:
             os.replace(self.staging / name, self.path / name)
-        report = self.path / f"{TEMP_PREFIX}{REPORT_NAME}"
-        report.write_text(report_text)
-        os.replace(report, self.path / REPORT_NAME)
         self.created = False
+        report = self.path / f"{TEMP_PREFIX}{REPORT_NAME}"
+        try:
+            report.write_text(report_text)
+            os.replace(report, self.path / REPORT_NAME)
+        except BaseException:
+            report.unlink(missing_ok=True)
+            raise
         self.discard()
+
+    def _lock_folder(self) -> None:
+        """Hold a lock on the folder itself until the job ends.
+
+        The cache's lock already keeps out jobs that share this cache; this one
+        keeps out a job that uses another cache (another FCKERNEL_CACHE).
+        """
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            os.close(fd)
+            raise InputError(
+                f"another fckernel with another cache is writing {self.path}",
+                "wait for it to finish, or pass another -o",
+            ) from error
+        self.lock_fd = fd
 
     def _entries(self) -> list[str]:
         return [
@@ -104,6 +132,9 @@ class Output:
         if self.staging is not None:
             remove(self.staging)
             self.staging = None
-        if self.created and not any(self.path.iterdir()):
+        if self.created and self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()
-            self.created = False
+        self.created = False
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # closing releases the lock
+            self.lock_fd = None

@@ -112,6 +112,7 @@ def load_plan(
     such as jobs and rebuild, already bound) and returns its Job. Every kernel
     is checked before any is built: a mistake in the file fails at once.
     """
+    _check_plan_report(output_root / PLAN_REPORT)
     data = _read_toml(path)
     unknown = sorted(set(data) - {"defaults", "kernel"})
     if unknown:
@@ -182,7 +183,11 @@ def write_plan_report(results: list[KernelResult], output_root: Path) -> Path:
     """Write `output_root/plan.json` with every kernel's result; return its path."""
     output_root.mkdir(parents=True, exist_ok=True)
     path = output_root / PLAN_REPORT
-    document = {"kernels": [result.to_json() for result in results]}
+    document = {
+        "tool": "fckernel",
+        "kind": "plan",
+        "kernels": [result.to_json() for result in results],
+    }
     atomic_write(path, (json.dumps(document, indent=2) + "\n").encode())
     return path
 
@@ -222,6 +227,21 @@ def _result(
         output=output,
         error=str(error) if error is not None else None,
     )
+
+
+def _check_plan_report(path: Path) -> None:
+    """Reject an output folder whose plan.json fckernel did not write."""
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("kind") != "plan":
+        raise InputError(
+            f"{path} exists and fckernel did not write it",
+            "pass -o with a new folder, or one an earlier plan wrote",
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -266,7 +286,7 @@ def _kernel_name(entry: dict[str, Any], where: str, taken: set[str]) -> str:
     name = entry.get("name")
     if name is None:
         raise InputError(f"{where} has no name", 'add name = "x86_64-6.1" or alike')
-    if name in (".", "..") or not set(name) <= _NAME_CHARACTERS:
+    if name in (".", "..", PLAN_REPORT) or not set(name) <= _NAME_CHARACTERS:
         raise InputError(
             f"{where}: name {name!r} is not a folder name",
             "use letters, digits, '.', '_' and '-'",

@@ -26,7 +26,10 @@ class Terminal:
     """Prints job events; implements fckernel.build.Events."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        # Paths and values are printed as they are: no markup, no emoji codes.
+        self.console = Console(
+            stderr=True, highlight=False, soft_wrap=True, emoji=False
+        )
         self.live = self.console.is_terminal
         self.quiet = quiet
         self.spinner: Spinner | None = None
@@ -34,10 +37,10 @@ class Terminal:
 
     def phase_started(self, name: str, detail: str) -> None:
         if self.live and not self.quiet:
-            self.spinner = self.console.status(f"{name}: {detail}")
+            self.spinner = self.console.status(escape(f"{name}: {detail}"))
             self.spinner.start()
         elif not self.quiet:
-            self.console.print(f"I: {name}: {detail}")
+            self.console.print(f"I: {name}: {detail}", markup=False)
 
     def phase_finished(self, name: str, seconds: float) -> None:
         self._stop_spinner()
@@ -86,7 +89,8 @@ class Terminal:
             passed = probe["status"] == "pass"
             style = "green" if passed else "red"
             line = (
-                f"  [{style}]{probe['status']:5}[/] {probe['feature']}/{probe['probe']}"
+                f"  [{style}]{probe['status']:5}[/] "
+                f"{escape(probe['feature'])}/{escape(probe['probe'])}"
             )
             if not passed:
                 detail = probe["reason"] or (probe["output"] or "").strip()
