@@ -211,9 +211,9 @@ def collect_manifest(
     if userland.is_host:
         applets = _add_applet_links(manifest, Path(busybox), skip=set(programs))
     else:
-        # A foreign busybox cannot run here to list its applets. Its sh runs
-        # applets without links, and an alias for each program (see
-        # _applet_aliases) costs nothing where no applet has that name.
+        # A foreign busybox cannot run here to list its applets, so the guest
+        # links them at boot (see _environment). An alias for each program
+        # (see _applet_aliases) costs nothing where no applet has that name.
         manifest.add_symlink("/bin/sh", BUSYBOX)
         applets = set(programs)
     found = {name: _find_program(name, userland) for name in programs}
@@ -236,7 +236,12 @@ def collect_manifest(
                 break
 
     aliases = _applet_aliases(found, applets)
-    env = _environment(sorted(library_dirs), xtables_dir if xtables else "", aliases)
+    env = _environment(
+        sorted(library_dirs),
+        xtables_dir if xtables else "",
+        aliases,
+        link_applets=not userland.is_host,
+    )
     manifest.add_data(ENV_FILE, env.encode())
     manifest.add_data("/init", init_script.encode(), mode=0o755)
     for path, data in files.items():
@@ -493,8 +498,25 @@ def parse_loader_listing(listing: str, binary: Path) -> list[str]:
     return paths
 
 
-def _environment(library_dirs: list[str], xtables_dir: str, aliases: list[str]) -> str:
-    lines = [
+# Debian's busybox-static needs a link per applet: its sh finds applets on PATH
+# like other programs. `--install -s` links every applet to the path that
+# /proc/self/exe names, and leaves the files already there alone.
+_LINK_APPLETS = f"""\
+if [ ! -e /bin/mount ]; then
+    {BUSYBOX} mount -t proc proc /proc
+    {BUSYBOX} --install -s
+    {BUSYBOX} umount /proc
+fi"""
+
+
+def _environment(
+    library_dirs: list[str],
+    xtables_dir: str,
+    aliases: list[str],
+    link_applets: bool = False,
+) -> str:
+    lines = [_LINK_APPLETS] if link_applets else []
+    lines += [
         f"export PATH={':'.join(PROGRAM_DIRS)}",
         f"export LD_LIBRARY_PATH={':'.join(library_dirs)}",
         # Interactive shells read $ENV, so a person's shell gets the aliases too.
