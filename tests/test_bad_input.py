@@ -266,3 +266,44 @@ def test_publish_drops_the_old_report_first(
 
     assert not (output.path / "report.json").exists()
     assert [p.name for p in output.path.iterdir()] == ["config"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_fragment_that_is_not_a_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "fragment"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")
+
+    with pytest.raises(InputError) as caught:
+        Job(output=tmp_path / "out", fragments=[path], arch="x86_64")
+
+    assert caught.value.message == f"config file {path} is not a regular file"
+
+
+def test_empty_output_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["config", "-o", "", "--no-default-features"])
+
+    assert code == ExitCode.INPUT
+    assert "output folder '.' is the current folder or empty" in (
+        capsys.readouterr().err
+    )
+
+
+def test_unmet_module_request_suggests_y_for_bool_dependency(
+    fake_job: MakeJob, tmp_path: Path
+) -> None:
+    base = tmp_path / "modules.config"
+    base.write_text("CONFIG_X86_64=y\nCONFIG_MODULES=y\n# CONFIG_PARENT is not set\n")
+
+    report = run_job(
+        fake_job(base=str(base), sets=["CONFIG_CHILD=m"], allow_unmet=["CONFIG_CHILD"])
+    )
+
+    reason = report.outcomes[0].reason
+    assert reason is not None
+    assert "request CONFIG_PARENT=y" in reason
+    assert "CONFIG_PARENT=m" not in reason

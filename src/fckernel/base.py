@@ -13,7 +13,7 @@ from typing import Any
 
 from fckernel.arch import Arch
 from fckernel.cache import Cache, atomic_write, sha256_bytes
-from fckernel.dotconfig import ConfigFile, parse_config
+from fckernel.dotconfig import ConfigFile, check_regular_file, parse_config
 from fckernel.errors import InputError
 from fckernel.fetch import fetch
 
@@ -106,6 +106,7 @@ def _load_by_name(name: str, cache: Cache) -> BaseConfig:
 
 
 def _load_file(spec: str, path: Path) -> BaseConfig:
+    check_regular_file(path, "base config", "pass a kernel .config file")
     try:
         data = path.read_bytes()
     except FileNotFoundError as error:

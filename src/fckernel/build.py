@@ -158,6 +158,11 @@ class Job:
             raise InputError(f"--jobs {self.jobs}: must be 1 or more")
 
     def _check_values(self) -> None:
+        if not str(self.output).strip() or str(self.output) == ".":
+            raise InputError(
+                f"output folder {str(self.output)!r} is the current folder or empty",
+                "pass -o with a new or empty folder, such as -o fckernel-out",
+            )
         for option, value in (
             ("--arch", self.arch),
             ("--base", self.base),

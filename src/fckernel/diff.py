@@ -76,9 +76,9 @@ def load_for_diff(path: Path) -> tuple[ConfigFile, set[str]]:
 def _requested_symbols(report: Path) -> set[str]:
     try:
         data = json.loads(report.read_text())
-    except (OSError, ValueError):
-        return set()
-    return {request["symbol"] for request in data.get("requests", [])}
+        return {str(request["symbol"]) for request in data.get("requests", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()  # no report, or not one fckernel wrote: no requests
 
 
 def _set_values(config: ConfigFile, only: set[str] | None) -> dict[str, str]:

@@ -83,6 +83,7 @@ def parse_config(text: str, origin: str = "<config>") -> ConfigFile:
 
 def read_config(path: Path) -> ConfigFile:
     """Read and parse a `.config` file or fragment."""
+    check_regular_file(path, "config file", "pass a .config file or a fragment")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
@@ -97,6 +98,14 @@ def read_config(path: Path) -> ConfigFile:
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from error
     return parse_config(text, str(path))
+
+
+def check_regular_file(path: Path, what: str, hint: str) -> None:
+    """Raise InputError when `path` exists but is not a regular file: a folder,
+    a pipe that would block the read, or a device such as /dev/zero.
+    """
+    if path.exists() and not path.is_file():
+        raise InputError(f"{what} {path} is not a regular file", hint)
 
 
 def parse_line(raw: str, where: str) -> tuple[str, str] | None:

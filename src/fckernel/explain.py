@@ -266,6 +266,9 @@ class _BlockerFinder:
         """Return why symbol `name` is below `need`."""
         blocker = Blocker("off", name, self.value(name), need.letter)
         symbol = self.tree.symbol(name)
+        if symbol is not None and symbol.type != "tristate" and need.letter == "m":
+            # A bool has no m: the least value that meets the need is y.
+            blocker.needed = "y"
         if symbol is None:
             blocker.arches = self.tree.arches_defining(name)
             blocker.reason = "other-arch" if blocker.arches else "undefined"

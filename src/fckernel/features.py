@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from fckernel.arch import ARCHES
-from fckernel.dotconfig import VALUE_HELP, is_valid_symbol, is_valid_value
+from fckernel.dotconfig import (
+    VALUE_HELP,
+    check_regular_file,
+    is_valid_symbol,
+    is_valid_value,
+)
 from fckernel.errors import InputError
 
 _FEATURE_KEYS = {"description", "default", "arches", "replaces", "options", "probes"}
@@ -72,6 +77,7 @@ def load_features() -> dict[str, Feature]:
 
 def load_feature_file(path: Path) -> Feature:
     """Load a user's feature file; its name is the file name without `.toml`."""
+    check_regular_file(path, "feature file", "pass a TOML feature file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

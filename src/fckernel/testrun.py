@@ -39,6 +39,13 @@ def target_from_output(output: Path, extra_features: list[str]) -> TestTarget:
             "pass the -o folder of a finished build, or --kernel FILE",
         )
     report = json.loads(report_path.read_text())
+    if not isinstance(report.get("arch"), str) or not isinstance(
+        report.get("features", []), list
+    ):
+        raise InputError(
+            f"{report_path} is malformed: it names no arch or features",
+            "run fckernel build again to write a new report",
+        )
     arch = get_arch(report["arch"])
     kernel = output / arch.image_name
     if not kernel.is_file():
