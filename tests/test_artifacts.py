@@ -202,3 +202,18 @@ def test_two_concurrent_builds_share_cache(
     two = json.loads((tmp_path / "two" / "report.json").read_text())
     assert {r["symbol"]: r["final"] for r in one["requests"]} == {"SLOW_BUILD": "y"}
     assert {r["symbol"]: r["final"] for r in two["requests"]} == {"PLAIN": "n"}
+
+
+def test_build_folder_of_a_moved_source_is_listed_and_pruned(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    build = cache.folder("build", "gone-x86_64")
+    (build / "vmlinux.o").write_bytes(bytes(4096))
+    # Kbuild leaves this link to the tree, which dangles once the tree is gone.
+    (build / "source").symlink_to(tmp_path / "deleted-tree")
+
+    entries = list_entries(cache)
+
+    assert [(e.kind, e.path) for e in entries] == [("build", build)]
+    assert entries[0].size >= 4096
+    assert [e.path for e in prune(cache, max_size=0)] == [build]
+    assert not build.exists()

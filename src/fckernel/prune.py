@@ -125,7 +125,7 @@ def _last_use(path: Path) -> float:
     """
     times = [path.lstat().st_mtime]
     if path.is_dir() and not path.is_symlink():
-        times += [child.stat().st_mtime for child in path.iterdir()]
+        times += [child.lstat().st_mtime for child in path.iterdir()]
     return max(times)
 
 
