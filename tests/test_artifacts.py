@@ -217,3 +217,15 @@ def test_build_folder_of_a_moved_source_is_listed_and_pruned(tmp_path: Path) -> 
     assert entries[0].size >= 4096
     assert [e.path for e in prune(cache, max_size=0)] == [build]
     assert not build.exists()
+
+
+def test_build_variables_change_the_key(
+    tar_job: MakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = run_job(tar_job())
+    monkeypatch.setenv("LOCALVERSION", "-custom")
+
+    second = run_job(tar_job())
+
+    assert second.build["cached"] is False
+    assert second.build["artifact_key"] != first.build["artifact_key"]

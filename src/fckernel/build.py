@@ -55,6 +55,7 @@ from fckernel.images import check_image
 from fckernel.kconfig import KconfigTree, load_tree
 from fckernel.make import (
     MakeContext,
+    build_variables,
     ccache_available,
     ccache_stats,
     check_environment,
@@ -544,7 +545,10 @@ class _Pipeline:
             config_text=final_text,
             arch=self.arch.name,
             toolchain=self.report.toolchain,
-            make_variables=tuple(context.command(self.arch.image_target)[4:]),
+            make_variables=(
+                *context.command(self.arch.image_target)[4:],
+                *build_variables(),
+            ),
         ).key()
         self.report.build["artifact_key"] = key
         os.utime(context.build_dir)  # marks the folder as recently used

@@ -20,6 +20,28 @@ PINNED_ENVIRONMENT = {
     "KBUILD_BUILD_HOST": "fckernel",
     "KBUILD_BUILD_VERSION": "1",
 }
+# Variables from the environment that Kbuild reads and that change the image:
+# the compiler and linker chosen, extra flags, the version suffix. The artifact
+# cache key includes those that are set (see build_variables()).
+BUILD_VARIABLES = (
+    "LLVM",
+    "LLVM_IAS",
+    "CC",
+    "LD",
+    "AR",
+    "NM",
+    "OBJCOPY",
+    "OBJDUMP",
+    "STRIP",
+    "HOSTCC",
+    "HOSTCXX",
+    "KCFLAGS",
+    "KCPPFLAGS",
+    "KAFLAGS",
+    "KRUSTFLAGS",
+    "LOCALVERSION",
+    "KBUILD_EXTRA_SYMBOLS",
+)
 # Variables that would change where or for what the kernel builds, behind
 # fckernel's back: it sets each of them itself.
 FORBIDDEN_VARIABLES = ("ARCH", "CROSS_COMPILE", "O", "KBUILD_OUTPUT", "KCONFIG_CONFIG")
@@ -78,6 +100,13 @@ def make_environment(ccache_dir: Path | None = None) -> dict[str, str]:
         environment["PATH"] = f"{CCACHE_WRAPPERS}:{environment.get('PATH', '')}"
         environment["CCACHE_DIR"] = str(ccache_dir)
     return environment
+
+
+def build_variables() -> tuple[str, ...]:
+    """Return NAME=VALUE for each of BUILD_VARIABLES set in the environment."""
+    return tuple(
+        f"{name}={os.environ[name]}" for name in BUILD_VARIABLES if name in os.environ
+    )
 
 
 def ccache_available(arch: Arch) -> bool:
