@@ -252,3 +252,16 @@ def test_git_bad_ref(fake_tree: Path, cache: Cache) -> None:
 def test_git_spec_without_ref(cache: Cache) -> None:
     with pytest.raises(InputError, match="expected git\\+URL@REF"):
         prepare_source("git+https://example.invalid/linux.git", None, cache)
+
+
+def test_plain_http_mirror_off_this_machine_is_refused(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name never resolves: the refusal comes before any connection.
+    mirror = "http://mirror.invalid/pub/linux/kernel"
+    monkeypatch.setenv("FCKERNEL_KERNEL_ORG_MIRROR", mirror)
+
+    with pytest.raises(InputError, match="sha256sums.asc") as caught:
+        prepare_source(f"{mirror}/v6.x/linux-6.1.99.tar.xz", None, cache)
+
+    assert "https" in str(caught.value)
