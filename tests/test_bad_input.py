@@ -307,3 +307,27 @@ def test_unmet_module_request_suggests_y_for_bool_dependency(
     assert reason is not None
     assert "request CONFIG_PARENT=y" in reason
     assert "CONFIG_PARENT=m" not in reason
+
+
+def test_explain_unknown_symbol_exits_with_input_error(
+    fake_tree: Path, fake_base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--source", str(fake_tree), "--base", str(fake_base), "--arch", "x86_64"]
+
+    unknown = main(["explain", "CONFIG_PARENTT", *common])
+    printed = capsys.readouterr().out
+    known = main(["explain", "CONFIG_PARENT", *common])
+
+    assert unknown == ExitCode.INPUT
+    assert "CONFIG_PARENT" in printed
+    assert known == ExitCode.OK
+
+
+def test_folder_named_like_an_artifact_is_foreign(fake_job: MakeJob) -> None:
+    job = fake_job()
+    (job.output / "vmlinux").mkdir(parents=True)
+
+    with pytest.raises(InputError, match="contains files fckernel did not write"):
+        run_job(job)
+
+    assert (job.output / "vmlinux").is_dir()

@@ -496,7 +496,8 @@ def _run_explain(args: argparse.Namespace, terminal: Terminal) -> int:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
         sys.stdout.write(format_symbol_report(report))
-    return 0
+    # Like an unknown request, an unknown symbol is an input to fix.
+    return int(ExitCode.OK if report.defined else ExitCode.INPUT)
 
 
 def _run_check(args: argparse.Namespace, terminal: Terminal) -> int:

@@ -46,7 +46,11 @@ class Output:
             )
         if not self.path.is_dir():
             return
-        foreign = [name for name in self._entries() if name not in ARTIFACT_NAMES]
+        foreign = [
+            name
+            for name in self._entries()
+            if name not in ARTIFACT_NAMES or (self.path / name).is_dir()
+        ]
         if foreign:
             raise InputError(
                 f"output folder {self.path} contains files fckernel did not write "
