@@ -64,7 +64,7 @@ from fckernel.make import (
     toolchain_versions,
 )
 from fckernel.optionsdoc import options_markdown
-from fckernel.output import Output
+from fckernel.output import Output, output_lock_name
 from fckernel.process import run
 from fckernel.report import Report
 from fckernel.source import Source, prepare_source
@@ -252,7 +252,7 @@ class _Pipeline:
     def run(self) -> Report:
         check_environment()
         with self.cache.lock(
-            "output-" + sha256_bytes(str(self.output.path).encode())[:16],
+            output_lock_name(self.output.path),
             f"waiting for another fckernel writing {self.output.path}",
         ):
             self.output.check()

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from fckernel.cache import TEMP_PREFIX, cleanup_temps, remove
+from fckernel.cache import TEMP_PREFIX, cleanup_temps, remove, sha256_bytes
 from fckernel.errors import InputError
 from fckernel.report import REPORT_NAME, is_fckernel_report
 
@@ -26,6 +26,11 @@ ARTIFACT_NAMES = (
     "test.log",
     REPORT_NAME,
 )
+
+
+def output_lock_name(path: Path) -> str:
+    """Return the name of the cache lock that guards output folder `path`."""
+    return "output-" + sha256_bytes(str(path.absolute()).encode())[:16]
 
 
 class Output:

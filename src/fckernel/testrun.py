@@ -15,6 +15,7 @@ from fckernel.boottest import BootTestResult, run_boot_test
 from fckernel.cache import Cache, atomic_write
 from fckernel.errors import InputError
 from fckernel.features import Feature, load_features, select_features
+from fckernel.output import output_lock_name
 from fckernel.report import REPORT_NAME, is_fckernel_report
 
 TEST_LOG = "test.log"
@@ -72,8 +73,19 @@ def target_from_kernel(
 
 def run_test(target: TestTarget, log_path: Path, cache: Cache) -> BootTestResult:
     """Boot the target and run its probes; record the results in its report."""
-    result = run_boot_test(target.kernel, target.arch, target.features, log_path, cache)
-    if target.output is not None:
+    if target.output is None:
+        return run_boot_test(
+            target.kernel, target.arch, target.features, log_path, cache
+        )
+    # A build writing the same folder must not replace the kernel or the
+    # report while they are tested.
+    with cache.lock(
+        output_lock_name(target.output),
+        f"waiting for another fckernel writing {target.output}",
+    ):
+        result = run_boot_test(
+            target.kernel, target.arch, target.features, log_path, cache
+        )
         report_path = target.output / REPORT_NAME
         report = json.loads(report_path.read_text())
         report["test"] = result.to_json()
