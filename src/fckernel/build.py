@@ -748,7 +748,7 @@ def _require_pahole() -> None:
         )
 
 
-# What the compiler, the linker or make prints when a write fails on a full disk.
+# The message of the compiler, the linker or make when a write fails on a full disk.
 DISK_FULL_TEXT = "No space left on device"
 
 

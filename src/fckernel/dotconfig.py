@@ -139,7 +139,7 @@ def parse_assignment(text: str, where: str) -> tuple[str, str]:
         hint = VALUE_HELP
         if not value.startswith('"'):
             # The shell removes the quotes of --set CONFIG_X="a b" before
-            # fckernel sees them.
+            # fckernel reads the argument.
             quoted = f'CONFIG_{match["symbol"]}="{value}"'
             hint += (
                 f"; for a string, protect its quotes from the shell: --set '{quoted}'"

@@ -56,7 +56,7 @@ class Feature:
     options: dict[str, str] = field(default_factory=dict)
     probes: tuple[Probe, ...] = ()
     path: Path | None = None
-    replaces: str | None = None  # the feature this one stands in for
+    replaces: str | None = None  # the other arch's feature this one replaces
 
     def applies_to(self, arch: str) -> bool:
         return arch in self.arches
@@ -126,8 +126,8 @@ def select_features(
                 f"{stand_ins[f.name]!r} takes its place"
             )
         elif not (f.replaces and f.name not in names):
-            # A default that stands in for another arch's feature is not
-            # worth a warning where that other feature applies.
+            # A default that replaces another arch's feature is not worth a
+            # warning where that other feature applies.
             warnings.append(
                 f"feature {f.name!r} does not apply to {arch} and is skipped"
             )

@@ -66,8 +66,8 @@ PROGRAM_DIRS = (
 # {multiarch} is the arch's library folder name, e.g. x86_64-linux-gnu.
 XTABLES_DIR = "/usr/lib/{multiarch}/xtables"
 XTABLES_LIBRARY = "libxtables.so"
-# Where a foreign program's libraries are searched after its RUNPATH, as
-# Debian's dynamic loader searches them.
+# The folders searched for a foreign program's libraries after its RUNPATH,
+# in the order of Debian's dynamic loader.
 LIBRARY_DIRS = ("/lib/{multiarch}", "/usr/lib/{multiarch}", "/lib", "/usr/lib")
 # Name databases: protocols for `-p tcp`, ethertypes for ebtables, services
 # for port names. Each is optional because iptables has built-in fallbacks.

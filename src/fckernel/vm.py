@@ -99,7 +99,7 @@ ConsoleCallback = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class QemuMachine:
-    """How QEMU runs a guest of one arch: binary, machine and console."""
+    """The QEMU binary, machine and console for guests of one arch."""
 
     binary: str
     package: str  # the Debian package that provides `binary`
