@@ -229,3 +229,17 @@ def test_build_variables_change_the_key(
 
     assert second.build["cached"] is False
     assert second.build["artifact_key"] != first.build["artifact_key"]
+
+
+def test_corrupt_cached_image_is_rebuilt(tar_job: MakeJob) -> None:
+    first = run_job(tar_job())
+    key = first.build["artifact_key"]
+    cache = Cache(Path(os.environ["FCKERNEL_CACHE"]))
+    cached_image = cache.root / "artifacts" / key / "vmlinux"
+    cached_image.write_bytes(cached_image.read_bytes()[:100])
+
+    second = run_job(tar_job())
+
+    assert second.build["cached"] is False
+    assert second.artifacts == first.artifacts
+    assert run_job(tar_job()).build["cached"] is True

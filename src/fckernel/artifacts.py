@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fckernel.cache import Cache, atomic_copy, cleanup_temps, remove, sha256_bytes
+from fckernel.cache import (
+    Cache,
+    atomic_copy,
+    cleanup_temps,
+    remove,
+    sha256_bytes,
+    sha256_file,
+)
 
 ENTRY_FILE = "entry.json"
 KEY_VERSION = 1
@@ -44,9 +51,21 @@ class KeyInputs:
 
 
 def lookup(cache: Cache, key: str, image_name: str) -> Path | None:
-    """Return the cached image for `key`, or None when there is no whole entry."""
+    """Return the cached image for `key`, or None when there is no whole entry.
+
+    An image whose bytes no longer match the sha256 recorded when it was
+    stored (a disk error, a hand edit) is removed and counts as a miss.
+    """
     entry = cache.root / "artifacts" / key
     if not (entry / ENTRY_FILE).is_file() or not (entry / image_name).is_file():
+        return None
+    try:
+        recorded = json.loads((entry / ENTRY_FILE).read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded != sha256_file(entry / image_name):
+        with cache.lock(f"artifact-{key}"):
+            remove(entry)
         return None
     os.utime(entry / ENTRY_FILE)  # marks it as recently used for pruning
     return entry / image_name
@@ -63,7 +82,13 @@ def store(cache: Cache, key: str, image: Path, meta: dict[str, Any]) -> None:
         temp = cache.temp_dir(folder)
         try:
             atomic_copy(image, temp / image.name)
-            entry = {**meta, "key": key, "image": image.name, "created": time.time()}
+            entry = {
+                **meta,
+                "key": key,
+                "image": image.name,
+                "sha256": sha256_file(temp / image.name),
+                "created": time.time(),
+            }
             (temp / ENTRY_FILE).write_text(json.dumps(entry, indent=2))
             remove(target)
             temp.rename(target)
