@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,10 @@ from fckernel.boottest import (
     required_programs,
     run_boot_test,
 )
-from fckernel.cache import Cache
+from fckernel.build import Job, run_job
+from fckernel.cache import TEMP_PREFIX, Cache
 from fckernel.elf import EM_AARCH64, EM_X86_64
-from fckernel.errors import BootTestError, InputError
+from fckernel.errors import BootTestError, ExitCode, InputError
 from fckernel.features import Feature, Probe, select_features
 from fckernel.guest import (
     DONE_MARKER,
@@ -650,3 +652,26 @@ def test_unloadable_kernel_named_not_kvm(fake_qemu: Path) -> None:
     assert "QEMU cannot load" in caught.value.message
     assert "without PVH ELF Note" in caught.value.message
     assert "CONFIG_PVH=y" in str(caught.value.hint)
+
+
+def test_build_test_of_an_unloadable_kernel_is_a_test_failure(
+    fake_qemu: Path,
+    fake_job: Callable[..., Job],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    qemu = fake_qemu / "bin" / "qemu-system-x86_64"
+    qemu.write_text(
+        "#!/bin/sh\n"
+        'echo "qemu-system-x86_64: Error loading uncompressed kernel without PVH'
+        ' ELF Note"\n'
+        "exit 1\n"
+    )
+    job = fake_job(test=True)
+
+    with pytest.raises(BootTestError) as caught:
+        run_job(job)
+
+    assert caught.value.exit_code == ExitCode.TEST
+    assert "QEMU cannot load" in caught.value.message
+    assert str(job.output / "vmlinux") in caught.value.message
+    assert TEMP_PREFIX not in caught.value.message

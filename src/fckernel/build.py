@@ -39,6 +39,7 @@ from fckernel.dotconfig import (
     read_config,
 )
 from fckernel.errors import (
+    BootTestError,
     BuildError,
     FckernelError,
     HostError,
@@ -673,9 +674,17 @@ class _Pipeline:
     def _boot_test(self, staging: Path) -> None:
         kernel = staging / self.arch.image_name
         with self._phase("test", "booting the kernel and running the probes"):
-            result = run_boot_test(
-                kernel, self.arch, self.job.selected, staging / TEST_LOG, self.cache
-            )
+            try:
+                result = run_boot_test(
+                    kernel, self.arch, self.job.selected, staging / TEST_LOG, self.cache
+                )
+            except InputError as unloadable:
+                # The image was built here, so a VM that cannot load it is a
+                # failed boot test, not a bad input. The staged paths are gone.
+                raise BootTestError(
+                    unloadable.message.replace(str(staging), str(self.output.path)),
+                    f"read the guest's console in {self.output.path / TEST_LOG}",
+                ) from unloadable
         for warning in result.warnings:
             self._warn(warning)
         self.report.test = result.to_json()
