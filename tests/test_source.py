@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
+import ssl
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -265,3 +268,33 @@ def test_plain_http_mirror_off_this_machine_is_refused(
         prepare_source(f"{mirror}/v6.x/linux-6.1.99.tar.xz", None, cache)
 
     assert "https" in str(caught.value)
+
+
+def test_self_signed_https_server_is_named(tmp_path: Path, cache: Cache) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes"),
+            *("-keyout", str(key), "-out", str(cert), "-days", "1"),
+            *("-subj", "/CN=127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/linux-6.1.99.tar.xz"
+    try:
+        with pytest.raises(FetchError) as caught:
+            prepare_source(url, None, cache, "0" * 64)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert "the server's TLS certificate could not be verified" in caught.value.message

@@ -137,6 +137,10 @@ def _fetch_error(url: str, error: requests.RequestException, label: str) -> Fetc
         reason = f"the server kept answering with an error after {RETRIES} retries"
     elif isinstance(error, requests.Timeout) or "timed out" in str(error):
         reason = "the server did not answer in time"
+    elif isinstance(error, requests.exceptions.SSLError):
+        # requests raises SSLError, a ConnectionError, for a certificate it
+        # cannot verify: a self-signed one, or a proxy that rewrites TLS.
+        reason = "the server's TLS certificate could not be verified"
     elif isinstance(error, requests.exceptions.ChunkedEncodingError):
         reason = "the connection closed before the whole file arrived"
     elif isinstance(error, requests.ConnectionError):
