@@ -150,3 +150,11 @@ def test_debian_tree_without_pci_flagged(
     assert "acpi-virtio-discovery" in requirements
     assert main(["check", str(job.output)]) == ExitCode.NOT_READY
     shutil.rmtree(job.output)
+
+
+def test_embedded_config_bomb_is_not_expanded(tmp_path: Path) -> None:
+    image = tmp_path / "vmlinux"
+    bomb = gzip.compress(b"#" * (64 << 20))
+    image.write_bytes(elf_header(62) + b"IKCFG_ST" + bomb + b"IKCFG_ED")
+
+    assert embedded_config(image) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import ssl
 import subprocess
 import tarfile
@@ -298,3 +299,19 @@ def test_self_signed_https_server_is_named(tmp_path: Path, cache: Cache) -> None
         server.server_close()
 
     assert "the server's TLS certificate could not be verified" in caught.value.message
+
+
+def test_damaged_source_entry_is_unpacked_again(tarball: Path, cache: Cache) -> None:
+    first = prepare_source(str(tarball), None, cache)
+    meta = cache.root / "sources" / first.key / ".fckernel-source.json"
+    meta.write_text("{bad")
+
+    again = prepare_source(str(tarball), None, cache)
+
+    assert again.version == "6.1.99"
+    assert json.loads(meta.read_text())["tree"]
+
+
+def test_invalid_url_is_an_input_error(cache: Cache) -> None:
+    with pytest.raises(InputError, match="invalid URL 'https://\\[::1/x.tar.xz'"):
+        prepare_source("https://[::1/x.tar.xz", None, cache, "0" * 64)

@@ -7,7 +7,6 @@ kernel image carries when it was built with CONFIG_IKCONFIG, and checks it.
 
 from __future__ import annotations
 
-import gzip
 import tomllib
 import zlib
 from dataclasses import dataclass
@@ -21,6 +20,9 @@ from fckernel.dotconfig import ConfigFile, parse_config, read_config
 from fckernel.errors import InputError
 from fckernel.images import FORMAT_NAMES, expected_format, image_format
 
+# zlib's wbits for a gzip header and trailer.
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+MAX_CONFIG_BYTES = 16 << 20
 # CONFIG_IKCONFIG puts the gzip-compressed .config between these markers.
 IKCONFIG_START = b"IKCFG_ST"
 IKCONFIG_END = b"IKCFG_ED"
@@ -121,10 +123,16 @@ def embedded_config(image: Path) -> str | None:
         return None
     end = data.find(IKCONFIG_END, start)
     payload = data[start + len(IKCONFIG_START) : end if end > 0 else None]
+    # A .config is well under a megabyte; the bound keeps a crafted image
+    # from expanding without end.
+    decompressor = zlib.decompressobj(wbits=GZIP_WBITS)
     try:
-        return gzip.decompress(payload).decode("utf-8", errors="replace")
-    except (OSError, EOFError, zlib.error):
+        text = decompressor.decompress(payload, MAX_CONFIG_BYTES)
+    except zlib.error:
         return None
+    if decompressor.unconsumed_tail:
+        return None
+    return text.decode("utf-8", errors="replace")
 
 
 def _check_output(folder: Path, arch_name: str | None) -> CheckResult:

@@ -100,7 +100,11 @@ def _stream(url: str, handle: object, label: str) -> str:
 
 
 def _check_scheme(url: str, sha256: str | None) -> None:
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+        urlsplit(url).port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:
+        raise InputError(f"invalid URL {url!r}: {error}", "check the URL") from error
     if scheme == "https" or (scheme == "http" and sha256):
         return
     if scheme == "http":

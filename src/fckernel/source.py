@@ -156,13 +156,24 @@ def _prepare_tarball(
     with cache.lock(
         f"source-{digest}", f"waiting for another fckernel to unpack {spec}"
     ):
-        if not (target / SOURCE_META).is_file():
+        if _read_meta(target) is None:
             cleanup_temps(sources)
+            remove(target)  # a damaged entry, if any, is unpacked again
             check_free_space(sources, tarball.stat().st_size * UNPACK_FACTOR, spec)
             _unpack(tarball, target, cache, spec, kind)
-    meta = json.loads((target / SOURCE_META).read_text())
+    meta = _read_meta(target) or {}
     tree = (target / meta["tree"]).resolve()
     return Source(tree, kind, spec, digest, kernel_version(tree), digest, digest)
+
+
+def _read_meta(target: Path) -> dict[str, Any] | None:
+    """Return a prepared tree's metadata, or None when it is missing or damaged."""
+    try:
+        meta = json.loads((target / SOURCE_META).read_text())
+    except (OSError, ValueError):
+        return None
+    fields_ok = isinstance(meta, dict) and isinstance(meta.get("tree"), str)
+    return meta if fields_ok and "version" in meta and "spec" in meta else None
 
 
 def _unpack(tarball: Path, target: Path, cache: Cache, spec: str, kind: str) -> None:
@@ -270,10 +281,11 @@ def _prepare_git(spec: str, cache: Cache) -> Source:
     with cache.lock(
         f"source-{ref_key}", f"waiting for another fckernel to fetch {spec}"
     ):
-        if not (target / SOURCE_META).is_file():
+        if _read_meta(target) is None:
             cleanup_temps(sources)
+            remove(target)  # a damaged entry, if any, is cloned again
             _clone(url, ref, target, cache, spec)
-    meta = json.loads((target / SOURCE_META).read_text())
+    meta = _read_meta(target) or {}
     tree = target / meta["tree"]
     key = "git-" + meta["commit"]
     return Source(tree, "git", spec, key, kernel_version(tree), None, ref_key)
@@ -330,8 +342,8 @@ def _cached_source(series: str, cache: Cache) -> Source | None:
     """
     candidates = []
     for meta_path in cache.folder("sources").glob(f"*/{SOURCE_META}"):
-        meta = json.loads(meta_path.read_text())
-        if meta.get("kind") not in DEFAULT_KINDS:
+        meta = _read_meta(meta_path.parent)
+        if meta is None or meta.get("kind") not in DEFAULT_KINDS:
             continue
         if ".".join(meta["version"].split(".")[:2]) == series:
             candidates.append((meta_path.stat().st_mtime, meta_path.parent, meta))
