@@ -331,3 +331,19 @@ def test_folder_named_like_an_artifact_is_foreign(fake_job: MakeJob) -> None:
         run_job(job)
 
     assert (job.output / "vmlinux").is_dir()
+
+
+def test_unwritable_output_keeps_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = Output(tmp_path / "ro" / "out")
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(OSError) as caught:
+        output.stage()
+    output.discard()
+
+    assert caught.value.errno == errno.EROFS
