@@ -347,3 +347,15 @@ def test_unwritable_output_keeps_its_own_error(
     output.discard()
 
     assert caught.value.errno == errno.EROFS
+
+
+def test_user_file_with_the_temp_prefix_is_kept(fake_job: MakeJob) -> None:
+    run_job(fake_job())
+    job = fake_job()
+    mine = job.output / ".fckernel-tmp-mine"
+    mine.write_text("mine")
+
+    with pytest.raises(InputError, match="contains files fckernel did not write"):
+        run_job(job)
+
+    assert mine.read_text() == "mine"

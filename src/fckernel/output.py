@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
 
-from fckernel.cache import TEMP_PREFIX, cleanup_temps, remove, sha256_bytes
+from fckernel.cache import TEMP_PREFIX, remove, sha256_bytes
 from fckernel.errors import InputError
 from fckernel.report import REPORT_NAME, is_fckernel_report
 
@@ -26,6 +27,12 @@ ARTIFACT_NAMES = (
     "test.log",
     REPORT_NAME,
 )
+
+
+# The temporary names fckernel uses in an output folder: the staging folder of
+# a process and the report being written. Only these are removed as leftovers;
+# a user's file with the same prefix is the user's.
+_OWN_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"(\d+|" + re.escape(REPORT_NAME) + ")")
 
 
 def output_lock_name(path: Path) -> str:
@@ -81,7 +88,9 @@ class Output:
         self.path.mkdir(parents=True, exist_ok=True)
         self.created = not existed
         self._lock_folder()
-        cleanup_temps(self.path)
+        for entry in self.path.iterdir():
+            if _OWN_TEMP.fullmatch(entry.name):
+                remove(entry)
         staging = self.path / f"{TEMP_PREFIX}{os.getpid()}"
         remove(staging)
         staging.mkdir()
@@ -131,7 +140,7 @@ class Output:
         return [
             entry.name
             for entry in self.path.iterdir()
-            if not entry.name.startswith(TEMP_PREFIX)
+            if not _OWN_TEMP.fullmatch(entry.name)
         ]
 
     def discard(self) -> None:
