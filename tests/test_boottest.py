@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from fckernel.guest import (
     render_shell_init,
 )
 from fckernel.initramfs import BUSYBOX, Initramfs
+from fckernel.testrun import TestTarget, run_test
 
 X86_64 = get_arch("x86_64")
 DEFAULT_FEATURES = {"iptables", "crypto-accel", "evdev", "fq-codel", "autofs"}
@@ -675,3 +677,28 @@ def test_build_test_of_an_unloadable_kernel_is_a_test_failure(
     assert "QEMU cannot load" in caught.value.message
     assert str(job.output / "vmlinux") in caught.value.message
     assert TEMP_PREFIX not in caught.value.message
+
+
+@needs_busybox
+def test_passing_test_replaces_an_earlier_failure_in_the_report(
+    fake_qemu: Path,
+) -> None:
+    (fake_qemu / "console.txt").write_text("\n".join(ALL_PASS) + "\n")
+    report_path = fake_qemu / "report.json"
+    old = {"tool": "fckernel", "status": "test-failed", "exit_code": 6, "error": "x"}
+    report_path.write_text(json.dumps(old))
+    features = [
+        feature("net", Probe("first", "true"), Probe("second", "false")),
+        feature("fs", Probe("third", "true")),
+    ]
+    target = TestTarget(fake_qemu / "vmlinux", X86_64, features, fake_qemu)
+
+    result = run_test(target, fake_qemu / "test.log", Cache(fake_qemu / "cache"))
+
+    report = json.loads(report_path.read_text())
+    assert result.passed
+    assert report["status"] == "ok"
+    assert report["exit_code"] == 0
+    assert report["error"] is None
+    assert report["test"]["passed"] is True
+    assert stat.S_IMODE(report_path.stat().st_mode) == 0o644

@@ -503,6 +503,7 @@ def parse_loader_listing(listing: str, binary: Path) -> list[str]:
 # /proc/self/exe names, and leaves the files already there alone.
 _LINK_APPLETS = f"""\
 if [ ! -e /bin/mount ]; then
+    {BUSYBOX} mkdir -p /bin /sbin /usr/bin /usr/sbin
     {BUSYBOX} mount -t proc proc /proc
     {BUSYBOX} --install -s
     {BUSYBOX} umount /proc
