@@ -243,3 +243,25 @@ def test_corrupt_cached_image_is_rebuilt(tar_job: MakeJob) -> None:
     assert second.build["cached"] is False
     assert second.artifacts == first.artifacts
     assert run_job(tar_job()).build["cached"] is True
+
+
+def test_using_a_source_refreshes_its_last_use(tar_job: MakeJob) -> None:
+    run_job(tar_job())
+    cache = Cache(Path(os.environ["FCKERNEL_CACHE"]))
+    (source,) = [e for e in list_entries(cache) if e.kind == "sources"]
+    os.utime(source.path / ".fckernel-source.json", (1, 1))
+    os.utime(source.path, (1, 1))
+
+    run_job(tar_job(sets=["CONFIG_PLAIN=n"]))
+
+    (again,) = [e for e in list_entries(cache) if e.kind == "sources"]
+    assert again.used > 1_000_000
+
+
+def test_userland_folders_are_cache_entries(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    unpacked = cache.folder("userland", "arm64-0123456789abcdef")
+    (unpacked / "busybox").write_bytes(bytes(100))
+
+    assert [(e.kind, e.path) for e in list_entries(cache)] == [("userland", unpacked)]
+    assert [e.path for e in prune(cache, keep=0)] == [unpacked]

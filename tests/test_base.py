@@ -123,3 +123,19 @@ def test_url_with_checksum(
     assert base.config.get("PCI") == "y"
     with pytest.raises(FetchError, match="checksum mismatch"):
         load_base(f"{base_url}/b.config", Cache(cache.root / "other"), "1" * 64)
+
+
+def test_edited_mirror_copy_is_rejected(
+    tmp_path: Path, cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "microvm-kernel-ci-x86_64-6.1.config"
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    text = (firecracker_configs() / name).read_text()
+    (mirror / name).write_text(text + "CONFIG_VETH=n\n")
+    monkeypatch.setenv("FCKERNEL_FIRECRACKER_MIRROR", str(mirror))
+
+    with pytest.raises(InputError, match="differs from Firecracker's") as caught:
+        load_base(name, cache)
+
+    assert "--base" in str(caught.value.hint)

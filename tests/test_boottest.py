@@ -45,7 +45,8 @@ from fckernel.guest import (
     render_shell_init,
 )
 from fckernel.initramfs import BUSYBOX, Initramfs
-from fckernel.testrun import TestTarget, run_test
+from fckernel.testrun import TestTarget as BootTarget
+from fckernel.testrun import run_test
 
 X86_64 = get_arch("x86_64")
 DEFAULT_FEATURES = {"iptables", "crypto-accel", "evdev", "fq-codel", "autofs"}
@@ -691,7 +692,7 @@ def test_passing_test_replaces_an_earlier_failure_in_the_report(
         feature("net", Probe("first", "true"), Probe("second", "false")),
         feature("fs", Probe("third", "true")),
     ]
-    target = TestTarget(fake_qemu / "vmlinux", X86_64, features, fake_qemu)
+    target = BootTarget(fake_qemu / "vmlinux", X86_64, features, fake_qemu)
 
     result = run_test(target, fake_qemu / "test.log", Cache(fake_qemu / "cache"))
 

@@ -89,7 +89,16 @@ def _load_by_name(name: str, cache: Cache) -> BaseConfig:
                 f"base config {name!r} not found in {MIRROR_VARIABLE}={mirror}",
                 _choose_hint(known, ""),
             )
-        return _make_base(name, "firecracker-mirror", str(path), path.read_bytes())
+        data = path.read_bytes()
+        expected = pins["sha256"].get(name)
+        if expected is not None and sha256_bytes(data) != expected:
+            raise InputError(
+                f"{path} differs from Firecracker's {name} at the pinned commit "
+                f"(sha256 {sha256_bytes(data)}, expected {expected})",
+                f"restore the file in {MIRROR_VARIABLE}, or pass your edited "
+                "copy as a path with --base",
+            )
+        return _make_base(name, "firecracker-mirror", str(path), data)
 
     expected = pins["sha256"].get(name)
     if expected is None:

@@ -1,7 +1,8 @@
 """`fckernel cache list` and `fckernel cache prune`: seeing and bounding the cache.
 
 Entries are the folders and files directly under artifacts/, build/, sources/,
-downloads/, configs/, index/ and initramfs/. The least recently used go first.
+downloads/, configs/, index/, initramfs/ and userland/. The least recently used
+go first.
 An entry in use by another fckernel (its lock is held) is never removed.
 """
 
@@ -18,7 +19,16 @@ from filelock import FileLock, Timeout
 from fckernel.cache import TEMP_PREFIX, Cache, remove
 from fckernel.errors import InputError
 
-KINDS = ("artifacts", "build", "sources", "downloads", "configs", "index", "initramfs")
+KINDS = (
+    "artifacts",
+    "build",
+    "sources",
+    "downloads",
+    "configs",
+    "index",
+    "initramfs",
+    "userland",
+)
 _SIZE = re.compile(
     r"(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])(?:iB|B)?|B)?", re.I
 )
@@ -42,6 +52,8 @@ class Entry:
             return f"source-{self.path.name}"
         if self.kind == "artifacts":
             return f"artifact-{self.path.name}"
+        if self.kind == "userland":
+            return "userland"  # the one lock debian_userland() takes
         return f"{self.kind}-{self.path.name}"
 
 

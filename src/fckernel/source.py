@@ -162,6 +162,7 @@ def _prepare_tarball(
             check_free_space(sources, tarball.stat().st_size * UNPACK_FACTOR, spec)
             _unpack(tarball, target, cache, spec, kind)
     meta = _read_meta(target) or {}
+    os.utime(target / SOURCE_META)  # marks the tree as recently used for pruning
     tree = (target / meta["tree"]).resolve()
     return Source(tree, kind, spec, digest, kernel_version(tree), digest, digest)
 
@@ -286,6 +287,7 @@ def _prepare_git(spec: str, cache: Cache) -> Source:
             remove(target)  # a damaged entry, if any, is cloned again
             _clone(url, ref, target, cache, spec)
     meta = _read_meta(target) or {}
+    os.utime(target / SOURCE_META)  # marks the tree as recently used for pruning
     tree = target / meta["tree"]
     key = "git-" + meta["commit"]
     return Source(tree, "git", spec, key, kernel_version(tree), None, ref_key)
@@ -350,6 +352,7 @@ def _cached_source(series: str, cache: Cache) -> Source | None:
     if not candidates:
         return None
     _, folder, meta = max(candidates, key=lambda item: item[0])
+    os.utime(folder / SOURCE_META)  # marks the tree as recently used for pruning
     tree = (folder / meta["tree"]).resolve()
     key = "git-" + meta["commit"] if "commit" in meta else folder.name
     sha256 = None if "commit" in meta else folder.name
