@@ -71,23 +71,52 @@ def test_failed_kernel_does_not_stop_the_plan(
     assert f"{output / 'good' / 'vmlinux'}" in table
 
 
-def test_plan_goes_on_after_a_missing_source(
-    tmp_path: Path, plan_defaults: str
-) -> None:
+def test_plan_goes_on_after_a_failed_build(tmp_path: Path, plan_defaults: str) -> None:
     plan = write_plan(
         tmp_path,
         plan_defaults
-        + f'[[kernel]]\nname = "nosource"\nsource = "{tmp_path}/missing.tar.xz"\n'
+        + '[[kernel]]\nname = "broken"\nset = ["CONFIG_FAIL_BUILD=y"]\n'
         + '[[kernel]]\nname = "good"\n',
     )
     output = tmp_path / "out"
 
     code = run_plan_command(plan, output)
 
-    assert code == ExitCode.INPUT
+    assert code == ExitCode.BUILD
     kernels = json.loads((output / "plan.json").read_text())["kernels"]
     assert [k["status"] for k in kernels] == ["failed", "built"]
-    assert "missing.tar.xz" in kernels[0]["error"]
+    assert "fake compile error" in kernels[0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "message"),
+    [
+        ('source = "/nowhere/linux.tar.xz"', "source not found: /nowhere/linux.tar.xz"),
+        ('base = "microvm-kernel-ci-x86_64-9.9.config"', "unknown Firecracker base"),
+        ('arch = "x86_64"\nversion = "6.12"', "microvm-kernel-ci-x86_64-6.12.config"),
+    ],
+)
+def test_plan_checks_local_inputs_before_any_build(
+    tmp_path: Path,
+    plan_defaults: str,
+    kernel: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    defaults = plan_defaults.replace(f'base = "{tmp_path}/base.config"\n', "")
+    plan = write_plan(
+        tmp_path,
+        defaults + '[[kernel]]\nname = "good"\n'
+        f'base = "{tmp_path}/base.config"\n'
+        f'[[kernel]]\nname = "bad"\n{kernel}\n',
+    )
+    output = tmp_path / "out"
+
+    code = run_plan_command(plan, output)
+
+    assert code == ExitCode.INPUT
+    assert message in capsys.readouterr().err
+    assert not (output / "good").exists()
 
 
 def test_second_run_of_a_plan_is_cached(

@@ -70,6 +70,26 @@ def load_base(spec: str, cache: Cache, sha256: str | None = None) -> BaseConfig:
     return _load_file(spec, Path(spec))
 
 
+def check_base_spec(spec: str) -> None:
+    """Raise InputError now for a base that load_base() would reject by name or
+    path alone: an unknown Firecracker name, a fragment's name, a missing file.
+    """
+    if spec.startswith(("https://", "http://")) or Path(spec).exists():
+        return
+    if "/" in spec:
+        raise InputError(
+            f"base config not found: {spec}",
+            "pass a Firecracker config name, an existing file or an https:// URL",
+        )
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    pins = firecracker_pins()
+    known = _names_in(Path(mirror)) if mirror else sorted(pins["sha256"])
+    if spec not in known or not spec.startswith(WHOLE_CONFIG_PREFIX):
+        raise InputError(
+            f"unknown Firecracker base config {spec!r}", _choose_hint(known, "")
+        )
+
+
 def _load_by_name(name: str, cache: Cache) -> BaseConfig:
     pins = firecracker_pins()
     mirror = os.environ.get(MIRROR_VARIABLE)

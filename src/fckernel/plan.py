@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from fckernel.arch import default_arch, get_arch
+from fckernel.base import check_base_spec
 from fckernel.build import Events, Job, run_job
 from fckernel.cache import atomic_write
 from fckernel.errors import ExitCode, FckernelError, InputError
@@ -139,6 +140,7 @@ def load_plan(
         fields = _job_fields(entry, path.parent)
         try:
             job = make_job(output=output_root / name, **fields)
+            _check_local_inputs(job)
         except FckernelError as error:
             raise InputError(
                 f"{where} ({name}): {error.message}", error.hint
@@ -241,6 +243,21 @@ def _check_plan_report(path: Path) -> None:
         raise InputError(
             f"{path} exists and fckernel did not write it",
             "pass -o with a new folder, or one an earlier plan wrote",
+        )
+
+
+def _check_local_inputs(job: Job) -> None:
+    """Check what needs no download before any kernel builds: a named base
+    config exists, and a local source exists.
+    """
+    if job.base:
+        check_base_spec(job.base)
+    source = job.source
+    remote = source is None or "://" in source or source.startswith("git+")
+    if not remote and not Path(str(source)).exists():
+        raise InputError(
+            f"source not found: {source}",
+            "pass an existing tarball or folder, a URL or git+URL@REF",
         )
 
 
