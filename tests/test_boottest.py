@@ -46,7 +46,7 @@ from fckernel.guest import (
 )
 from fckernel.initramfs import BUSYBOX, Initramfs
 from fckernel.testrun import TestTarget as BootTarget
-from fckernel.testrun import run_test
+from fckernel.testrun import run_test, target_from_kernel
 
 X86_64 = get_arch("x86_64")
 DEFAULT_FEATURES = {"iptables", "crypto-accel", "evdev", "fq-codel", "autofs"}
@@ -703,3 +703,13 @@ def test_passing_test_replaces_an_earlier_failure_in_the_report(
     assert report["error"] is None
     assert report["test"]["passed"] is True
     assert stat.S_IMODE(report_path.stat().st_mode) == 0o644
+
+
+def test_kernel_without_arch_takes_it_from_the_image(tmp_path: Path) -> None:
+    image = tmp_path / "Image"
+    image.write_bytes(bytes(56) + b"ARM\x64" + bytes(64))
+
+    target = target_from_kernel(image, None, [], with_defaults=True)
+
+    assert target.arch.name == "aarch64"
+    assert "crypto-accel-arm64" in {f.name for f in target.features}

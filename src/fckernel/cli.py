@@ -306,9 +306,14 @@ def _add_boot_options(parser: argparse.ArgumentParser) -> None:
         help=f"output folder of fckernel build (default: ./{DEFAULT_OUTPUT})",
     )
     parser.add_argument(
-        "--kernel", type=Path, metavar="FILE", help="a vmlinux built elsewhere"
+        "--kernel",
+        type=Path,
+        metavar="FILE",
+        help="a vmlinux or arm64 Image built elsewhere",
     )
-    parser.add_argument("--arch", help="the kernel's arch, with --kernel")
+    parser.add_argument(
+        "--arch", help="the kernel's arch, with --kernel (default: from the image)"
+    )
 
 
 def _boot_target(args: argparse.Namespace) -> TestTarget:

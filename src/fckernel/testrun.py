@@ -15,6 +15,7 @@ from fckernel.boottest import BootTestResult, run_boot_test
 from fckernel.cache import Cache, atomic_write
 from fckernel.errors import InputError
 from fckernel.features import Feature, load_features, select_features
+from fckernel.images import image_format
 from fckernel.output import output_lock_name
 from fckernel.report import REPORT_NAME, is_fckernel_report
 
@@ -65,8 +66,12 @@ def target_from_kernel(
 ) -> TestTarget:
     """Describe a kernel built elsewhere, with the named or default features."""
     if not kernel.is_file():
-        raise InputError(f"kernel not found: {kernel}", "pass a vmlinux file")
-    arch = get_arch(arch_name or "x86_64")
+        raise InputError(
+            f"kernel not found: {kernel}", "pass a vmlinux or an arm64 Image file"
+        )
+    # Without --arch, the image's own format names it.
+    found = "aarch64" if image_format(kernel) == "arm64-image" else "x86_64"
+    arch = get_arch(arch_name or found)
     features, _ = select_features(names, with_defaults, arch.name)
     return TestTarget(kernel, arch, features, None)
 
