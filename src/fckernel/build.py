@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -480,9 +481,11 @@ class _Pipeline:
         changed = {}
         for symbol, value in base.config.values.items():
             found = index.symbol(symbol)
-            # Symbols without a prompt follow the compiler and other
-            # symbols; only settings a user could choose are worth a line.
-            if found is None or not found.prompts or symbol in requested:
+            if found is None or symbol in requested:
+                continue
+            # Prompt-less symbols that report the toolchain or what an arch
+            # supports change with the compiler, not with the kernel's choices.
+            if not found.prompts and _DERIVED_SYMBOL.search(symbol):
                 continue
             if value != final.get(symbol, "n"):
                 changed[symbol] = (value, final.get(symbol, "n"))
@@ -757,6 +760,11 @@ def _require_pahole() -> None:
         )
 
 
+# Names of symbols derived from the toolchain or the arch's capabilities.
+_DERIVED_SYMBOL = re.compile(
+    r"^(CC|AS|LD|GCC|CLANG|RUSTC|PAHOLE|TOOLS|HAVE|ARCH_HAS|ARCH_SUPPORTS|"
+    r"ARCH_WANT|ARCH_USE)_|_VERSION(_TEXT)?$"
+)
 # The message of the compiler, the linker or make when a write fails on a full disk.
 DISK_FULL_TEXT = "No space left on device"
 
