@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from fckernel import __version__
+from fckernel.arch import host_arch
 from fckernel.boottest import boot_interactive
 from fckernel.build import Job, load_job_tree, run_job
 from fckernel.cache import Cache
@@ -337,6 +338,12 @@ def _run_test(args: argparse.Namespace, terminal: Terminal) -> int:
     else:
         log_path = cache.folder("logs") / f"test-{target.kernel.name}.log"
     terminal.info(f"booting {target.kernel}; console in {log_path}")
+    if target.arch.name != host_arch():
+        terminal.info(
+            f"the {target.arch.name} guest's programs come from Debian's "
+            f"{target.arch.debian_arch} packages, which mmdebstrap unpacks into "
+            "the cache the first time"
+        )
     result = run_test(target, log_path, cache)
     for warning in result.warnings:
         terminal.warning(warning)

@@ -51,6 +51,12 @@ def target_from_output(output: Path, extra_features: list[str]) -> TestTarget:
     arch = get_arch(report["arch"])
     kernel = output / arch.image_name
     if not kernel.is_file():
+        if report.get("command") == "config":
+            raise InputError(
+                f"{output} has no {arch.image_name}: fckernel config wrote it, "
+                "and config builds no kernel",
+                f"run fckernel build -o {output}, then fckernel test",
+            )
         raise InputError(
             f"{output} has no {arch.image_name}: its build did not finish",
             "run fckernel build again, then fckernel test",
