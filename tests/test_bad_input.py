@@ -359,3 +359,22 @@ def test_user_file_with_the_temp_prefix_is_kept(fake_job: MakeJob) -> None:
         run_job(job)
 
     assert mine.read_text() == "mine"
+
+
+def test_explain_with_an_output_folder_uses_its_tree(
+    tmp_path: Path,
+    fake_tree: Path,
+    fake_base: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    output = tmp_path / "out"
+    args = fake_build_args(fake_tree, fake_base, output)
+    assert main(["config", *args, "--set", "CONFIG_PARENT=y", "--arch", "x86_64"]) == 0
+    capsys.readouterr()
+
+    code = main(["explain", "CONFIG_CHILD", "--config", str(output), "--json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert code == ExitCode.OK
+    assert report["arch"] == "x86"
+    assert report["definitions"][0].startswith("Kconfig:")

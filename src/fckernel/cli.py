@@ -31,7 +31,7 @@ from fckernel.plan import (
     write_plan_report,
 )
 from fckernel.prune import format_size, list_entries, parse_size, prune
-from fckernel.report import Report
+from fckernel.report import REPORT_NAME, Report
 from fckernel.terminal import Terminal
 from fckernel.testrun import (
     TEST_LOG,
@@ -493,16 +493,26 @@ def _run_diff(args: argparse.Namespace, terminal: Terminal) -> int:
 
 
 def _run_explain(args: argparse.Namespace, terminal: Terminal) -> int:
+    config = load_for_diff(args.config)[0] if args.config else None
+    base, source, arch = args.base, args.source, args.arch
+    if args.config is not None and (args.config / REPORT_NAME).is_file():
+        # An output folder names the tree and arch its config was resolved on.
+        inputs, arch_of_report = _report_inputs(args.config / REPORT_NAME)
+        base = base or inputs.get("base")
+        source = source or inputs.get("source")
+        arch = arch or arch_of_report
+    if config is not None and arch is None:
+        arch = _config_arch_name(config.values)
     job = Job(
         output=DEFAULT_OUTPUT,
-        base=args.base,
-        source=args.source,
-        arch=args.arch,
+        base=base,
+        source=source,
+        arch=arch,
         default_features=False,
         compile=False,
     )
     tree = load_job_tree(job)
-    values = load_for_diff(args.config)[0].values if args.config else None
+    values = config.values if config is not None else None
     report = describe_symbol(tree, args.symbol.removeprefix("CONFIG_"), values)
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
@@ -510,6 +520,28 @@ def _run_explain(args: argparse.Namespace, terminal: Terminal) -> int:
         sys.stdout.write(format_symbol_report(report))
     # Like an unknown request, an unknown symbol is an input to fix.
     return int(ExitCode.OK if report.defined else ExitCode.INPUT)
+
+
+def _report_inputs(path: Path) -> tuple[dict[str, str], str | None]:
+    """Return the base and source specs and the arch an output's report names."""
+    try:
+        data = json.loads(path.read_text())
+        inputs = {
+            name: str(data["inputs"][name]["spec"])
+            for name in ("base", "source")
+            if isinstance(data["inputs"].get(name), dict)
+        }
+        return inputs, str(data["arch"]) if data.get("arch") else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, None
+
+
+def _config_arch_name(values: dict[str, str]) -> str | None:
+    if values.get("ARM64") == "y":
+        return "aarch64"
+    if values.get("X86_64") == "y":
+        return "x86_64"
+    return None
 
 
 def _run_check(args: argparse.Namespace, terminal: Terminal) -> int:
