@@ -158,3 +158,13 @@ def test_embedded_config_bomb_is_not_expanded(tmp_path: Path) -> None:
     image.write_bytes(elf_header(62) + b"IKCFG_ST" + bomb + b"IKCFG_ED")
 
     assert embedded_config(image) is None
+
+
+def test_check_rejects_a_config_of_the_other_arch(tmp_path: Path) -> None:
+    config = tmp_path / "x86.config"
+    config.write_text("CONFIG_X86_64=y\nCONFIG_VIRTIO_MMIO=y\n")
+
+    with pytest.raises(
+        InputError, match="is not an aarch64 config: it sets CONFIG_X86_64=y"
+    ):
+        check_path(config, "aarch64")

@@ -187,7 +187,14 @@ def _format_findings(image: Path, found: str, arch: Arch) -> list[Finding]:
 
 def _arch_of(config: ConfigFile, arch_name: str | None, path: Path) -> Arch:
     if arch_name:
-        return get_arch(arch_name)
+        arch = get_arch(arch_name)
+        other = {"x86_64": "ARM64", "aarch64": "X86_64"}[arch.name]
+        if config.get(other) == "y":
+            raise InputError(
+                f"{path} is not an {arch.name} config: it sets CONFIG_{other}=y",
+                "leave out --arch, or pass a config for that arch",
+            )
+        return arch
     if config.get("X86_64") == "y":
         return get_arch("x86_64")
     if config.get("ARM64") == "y":
