@@ -410,13 +410,13 @@ _PER_KERNEL_OPTIONS: dict[str, object] = {
 
 
 def _run_plan(args: argparse.Namespace, terminal: Terminal) -> int:
-    given = [
+    set_options = [
         name
         for name, default in _PER_KERNEL_OPTIONS.items()
         if getattr(args, name) != default
     ]
-    if given:
-        option = "--" + given[0].replace("_", "-")
+    if set_options:
+        option = "--" + set_options[0].replace("_", "-")
         raise InputError(
             f"{option} does not go with --plan: each kernel of a plan has its own",
             "put it in the plan's [[kernel]] tables, or in [defaults] for all",

@@ -80,7 +80,7 @@ class PlannedKernel:
 
 @dataclass(frozen=True)
 class KernelResult:
-    """How one kernel of a plan ended."""
+    """The outcome of one kernel of a plan."""
 
     name: str
     arch: str
@@ -299,7 +299,7 @@ def _check_keys(entry: dict[str, Any], where: str, allow_name: bool) -> None:
             raise InputError(f"{where}: {key} must be {kind}, not {value!r}")
 
 
-def _kernel_name(entry: dict[str, Any], where: str, taken: set[str]) -> str:
+def _kernel_name(entry: dict[str, Any], where: str, used_names: set[str]) -> str:
     name = entry.get("name")
     if name is None:
         raise InputError(f"{where} has no name", 'add name = "x86_64-6.1" or alike')
@@ -308,7 +308,7 @@ def _kernel_name(entry: dict[str, Any], where: str, taken: set[str]) -> str:
             f"{where}: name {name!r} is not a folder name",
             "use letters, digits, '.', '_' and '-'",
         )
-    if name in taken:
+    if name in used_names:
         raise InputError(f"{where}: name {name!r} is used twice", "give each a name")
     return str(name)
 

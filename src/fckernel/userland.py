@@ -1,4 +1,4 @@
-"""Where a boot test's guest programs come from: the host, or Debian packages.
+"""The source of a boot test's guest programs: the host, or Debian packages.
 
 A guest of the host's arch runs the host's own busybox, iptables and iproute2
 (see initramfs.py). A guest of another arch, such as an aarch64 kernel tested
